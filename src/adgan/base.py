@@ -1,0 +1,239 @@
+"""The detector contract, stated once.
+
+Every detector follows scikit-learn's outlier estimators:
+
+* ``__init__`` only stores its keyword-only arguments;
+* ``fit(X)`` validates, learns, sets attributes ending in ``_`` and returns ``self``;
+* ``score_samples(X)``: **higher means more normal**;
+* ``anomaly_score(X) = -score_samples(X)``: **higher means more anomalous**; ranking,
+  ROC-AUC and the command line use this one;
+* ``decision_function(X) = score_samples(X) - offset_``; ``predict`` gives +1 (inlier) where
+  the decision is >= 0 and -1 (outlier) elsewhere;
+* ``offset_`` is set from normal training data alone: the ``contamination`` quantile of the
+  scores of the calibration images, held out of the training images (``calibration`` > 0) or,
+  with ``calibration=0``, the training images themselves; test data never sets it;
+* a sample's score depends only on the fitted model and that sample;
+* ``sklearn.base.clone`` works, and ``save`` / ``load_detector`` round-trip a fitted detector.
+  A saved detector is one file read with ``torch.load(weights_only=True)``: tensors, numbers
+  and strings only, so loading never runs code from the file.
+
+Image detectors take arrays of shape (n, C, H, W) (or (n, H, W) for gray images), either
+uint8 in [0, 255] or floating point already scaled to [-1, 1]; feature detectors take
+(n, d) arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from adgan import __version__
+from adgan.errors import CheckpointError, ConfigError, DataError
+
+FORMAT = "adgan-detector"
+
+
+def as_images(X: Any, name: str = "X") -> np.ndarray:
+    """Validate an image batch and return float32 (n, C, H, W) scaled to [-1, 1]."""
+    X = np.asarray(X)
+    if X.ndim == 3:
+        X = X[:, None]  # (n, H, W) -> (n, 1, H, W)
+    if X.ndim != 4:
+        raise DataError(f"{name}: expected images of shape (n, C, H, W), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise DataError(f"{name}: expected at least one image, got none")
+    if X.shape[1] not in (1, 3):
+        raise DataError(f"{name}: expected 1 or 3 channels, got {X.shape[1]} (shape {X.shape})")
+    if X.dtype == np.uint8:
+        return (X.astype(np.float32) / 127.5 - 1.0).astype(np.float32)
+    if not np.issubdtype(X.dtype, np.floating):
+        raise DataError(f"{name}: expected uint8 or float images, got dtype {X.dtype}")
+    X = X.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(X)):
+        raise DataError(f"{name}: images contain NaN or infinite values")
+    return X
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """'auto' (or None) picks CUDA when present, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {device!r} asked for, but CUDA is not available here")
+    return dev
+
+
+def split_calibration(n: int, calibration: float | int, random_state: int | None):
+    """Indices (fit, calibration) for holding calibration images out of the training set.
+
+    ``calibration`` is a fraction in [0, 1) or an absolute count; 0 keeps everything for
+    fitting and calibrates on the training images themselves.
+    """
+    if isinstance(calibration, float) and not 0.0 <= calibration < 1.0:
+        raise ConfigError(f"calibration: expected a fraction in [0, 1) or a count, got {calibration}")
+    n_cal = int(round(calibration * n)) if isinstance(calibration, float) else int(calibration)
+    if n_cal <= 0:
+        idx = np.arange(n)
+        return idx, idx
+    if n - n_cal < 2:
+        raise DataError(
+            f"calibration: {n_cal} of {n} training images held out leaves too few to fit"
+        )
+    perm = np.random.default_rng(random_state).permutation(n)
+    return np.sort(perm[n_cal:]), np.sort(perm[:n_cal])
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Shared behaviour; subclasses implement ``_fit``, ``_score`` and the state hooks.
+
+    ``_score(X)`` returns score_samples (higher = more normal) for validated input.
+    """
+
+    _estimator_type = "outlier_detector"
+    #: "images" for (n, C, H, W) input, "features" for (n, d) input
+    input_kind = "images"
+
+    # -- validation -------------------------------------------------------------------
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        if self.input_kind == "images":
+            X = as_images(X)
+            if reset:
+                self.image_shape_ = tuple(int(s) for s in X.shape[1:])
+            elif tuple(X.shape[1:]) != tuple(self.image_shape_):
+                raise DataError(
+                    f"X: expected images of shape {tuple(self.image_shape_)} as in fit, "
+                    f"got {tuple(X.shape[1:])}"
+                )
+            return X
+        return self._validate_data_2d(X, reset)
+
+    def _validate_data_2d(self, X, reset: bool) -> np.ndarray:
+        from sklearn.utils.validation import validate_data
+
+        return validate_data(self, X, reset=reset, dtype=np.float64)
+
+    # -- the contract -------------------------------------------------------------------
+    def fit(self, X, y=None):
+        X = self._validate(X, reset=True)
+        calibration = getattr(self, "calibration", 0.0)
+        fit_idx, cal_idx = split_calibration(len(X), calibration, getattr(self, "random_state", None))
+        self._fit(X[fit_idx])
+        scores = self._score(X[cal_idx])
+        self.calibration_scores_ = np.sort(np.asarray(scores, dtype=np.float64))
+        self.offset_ = float(np.quantile(self.calibration_scores_, self.contamination))
+        return self
+
+    def score_samples(self, X) -> np.ndarray:
+        check_is_fitted(self, "offset_")
+        return np.asarray(self._score(self._validate(X, reset=False)), dtype=np.float64)
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Higher = more anomalous (the negative of ``score_samples``)."""
+        return -self.score_samples(X)
+
+    def decision_function(self, X) -> np.ndarray:
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def percentile(self, anomaly_scores) -> np.ndarray:
+        """Percentile (0-100) of each anomaly score among the calibration images' scores."""
+        check_is_fitted(self, "offset_")
+        cal = -self.calibration_scores_[::-1]  # ascending anomaly scores
+        return 100.0 * np.searchsorted(cal, np.asarray(anomaly_scores), side="right") / len(cal)
+
+    # -- persistence ----------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        """Fitted state as tensors, numbers and strings (no arbitrary objects)."""
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted detector to one file, atomically."""
+        check_is_fitted(self, "offset_")
+        from adgan.registry import name_of
+
+        params = {k: v for k, v in self.get_params(deep=False).items()}
+        state = self._get_state()
+        state["offset_"] = self.offset_
+        state["calibration_scores_"] = torch.from_numpy(self.calibration_scores_.copy())
+        if self.input_kind == "images":
+            state["image_shape_"] = list(self.image_shape_)
+        else:
+            state["n_features_in_"] = int(self.n_features_in_)
+        blob = {
+            "format": FORMAT,
+            "adgan_version": __version__,
+            "detector": name_of(self),
+            "params": json.dumps(params),
+            "state": state,
+        }
+        return atomic_torch_save(blob, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary file beside ``path``, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """torch.load with weights_only=True, turning every failure into a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or holding code objects
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable adgan {what} ({first[:200]})") from exc
+
+
+def load_detector(path: str | os.PathLike) -> BaseDetector:
+    """Load a detector written by ``BaseDetector.save``."""
+    from adgan.registry import DETECTORS
+
+    blob = safe_torch_load(path, "detector")
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an adgan detector file (no '{FORMAT}' header)")
+    name = blob.get("detector")
+    if name not in DETECTORS:
+        raise CheckpointError(f"{path}: unknown detector {name!r}; known: {sorted(DETECTORS)}")
+    cls, _defaults = DETECTORS[name]
+    det = cls(**json.loads(blob["params"]))
+    state = dict(blob["state"])
+    det.offset_ = float(state.pop("offset_"))
+    det.calibration_scores_ = state.pop("calibration_scores_").numpy().astype(np.float64)
+    if "image_shape_" in state:
+        det.image_shape_ = tuple(state.pop("image_shape_"))
+    if "n_features_in_" in state:
+        det.n_features_in_ = int(state.pop("n_features_in_"))
+    det._set_state(state)
+    return det

@@ -1,0 +1,183 @@
+"""Folders of PNG/JPEG/BMP/GIF/WebP images, optionally one sub-folder per class."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, features
+
+from adgan.data import ImageSet
+from adgan.data.transforms import center_crop_resize
+from adgan.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif"} | ({".webp"} if features.check("webp") else set())
+)
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+_16BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def iter_image_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Return the image files under ``path``, recursively, sorted by relative path.
+
+    Hidden files and folders (names starting with ".") are ignored.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist or is not a folder")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [
+            Path(dirpath, f)
+            for f in filenames
+            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+        ]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def read_image(path: str | os.PathLike[str], channels: int, size: int | None) -> np.ndarray:
+    """Read one image as uint8 (C, H, W) with ``channels`` 1 or 3, optionally resized.
+
+    With ``size``, the largest centred square is resized to ``size`` x ``size`` (bicubic).
+    Only the first frame of animated files is read.
+    """
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    return _read(Path(path), channels, size)
+
+
+def load_folder(
+    path: str | os.PathLike[str],
+    channels: int | None = None,
+    size: int | None = None,
+    labelled: bool | None = None,
+    on_error: str = "raise",
+) -> ImageSet:
+    """Load every image under ``path`` into an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    path : path-like
+        Folder of images. When sub-folders hold images, each first-level sub-folder is a class
+        (sorted names give the label indices) and images directly in ``path`` are an error.
+    channels : {1, 3} or None
+        Convert to gray ('L') or 'RGB'; None gives 1 if every image is gray, else 3.
+    size : int or None
+        Centre-crop to a square and resize to ``size`` x ``size``; None requires every image to
+        have the same size.
+    labelled : bool or None
+        None infers it from the layout; False ignores sub-folders and returns no labels.
+    on_error : {"raise", "skip"}
+        What to do with an unreadable image: raise :class:`DataError`, or leave it out and
+        record ``(path, reason)`` in the result's ``skipped``.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if channels not in (None, 1, 3):
+        raise ConfigError(f"channels must be 1, 3 or None, got {channels}")
+    if size is not None and size < 1:
+        raise ConfigError(f"size must be a positive integer, got {size}")
+    root = Path(path)
+    files = iter_image_files(root)
+    if not files:
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {root}")
+    rel = [f.relative_to(root).as_posix() for f in files]
+    in_subfolders = ["/" in r for r in rel]
+    if labelled is None:
+        labelled = any(in_subfolders)
+    classes: list[str] | None = None
+    if labelled:
+        if not any(in_subfolders):
+            raise DataError(f"labelled=True but {root} has no class sub-folders holding images")
+        loose = [r for r, sub in zip(rel, in_subfolders, strict=True) if not sub]
+        if loose:
+            raise DataError(
+                f"{root / loose[0]} lies beside the class sub-folders of {root}; "
+                "move it into a class folder or pass labelled=False"
+            )
+        classes = sorted({r.split("/", 1)[0] for r in rel})
+
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    for i, f in enumerate(files):
+        try:
+            arr = _read(f, channels, size)
+        except _ImageError as e:
+            if on_error == "raise":
+                raise
+            logger.warning("skipping %s", e)
+            skipped.append((str(f), e.reason))
+            continue
+        if size is None and arrays and arr.shape[1:] != arrays[0].shape[1:]:
+            first = files[kept[0]]
+            raise DataError(
+                f"{f} is {arr.shape[2]}x{arr.shape[1]} but {first} is "
+                f"{arrays[0].shape[2]}x{arrays[0].shape[1]}; pass size to resize all images"
+            )
+        arrays.append(arr)
+        kept.append(i)
+    if not arrays:
+        raise DataError(f"none of the {len(files)} images under {root} could be read")
+
+    if channels is None:
+        # Gray images were read with one channel; any colour image makes the whole set RGB.
+        if any(a.shape[0] == 3 for a in arrays):
+            arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
+    images = np.stack(arrays)  # (N, C, H, W)
+    labels = None
+    if classes is not None:
+        class_of = {c: k for k, c in enumerate(classes)}
+        labels = np.array([class_of[rel[i].split("/", 1)[0]] for i in kept], dtype=np.int64)
+    logger.info("loaded %d images %s from %s", len(images), images.shape[1:], root)
+    return ImageSet(images, labels, [rel[i] for i in kept], classes, skipped)
+
+
+class _ImageError(DataError):
+    """An unreadable image; ``reason`` is the message without the file name."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def _read(path: Path, channels: int | None, size: int | None) -> np.ndarray:
+    """Read ``path``; with ``channels`` None, gray images give 1 channel and others 3."""
+    try:
+        with Image.open(path) as img:
+            img.seek(0)  # first frame of animated GIF / WebP
+            img.load()
+            img = _convert(img, channels)
+            if size is not None:
+                img = center_crop_resize(img, size)
+            arr = np.asarray(img, dtype=np.uint8)
+    except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, ... on bad files
+        raise _ImageError(path, f"unreadable image ({type(e).__name__}: {e})") from e
+    return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))  # (C, H, W)
+
+
+def _convert(img: Image.Image, channels: int | None) -> Image.Image:
+    if channels is None:
+        channels = 1 if _is_gray(img) else 3
+    if img.mode in _16BIT_MODES or img.mode == "I":
+        # PIL clips values above 255 when converting to 'L'; scale 16-bit data down instead.
+        wide = np.asarray(img, dtype=np.float64)
+        if img.mode != "I" or wide.max(initial=0) > 255:
+            wide = wide / 257.0
+        img = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8))
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def _is_gray(img: Image.Image) -> bool:
+    if img.mode in _GRAY_MODES:
+        return True
+    if img.mode in ("P", "PA"):
+        palette = img.getpalette("RGB") or []
+        return palette[0::3] == palette[1::3] == palette[2::3]
+    return False

@@ -1,0 +1,17 @@
+"""User-facing errors: one line that names the file or argument and what was expected."""
+
+
+class AdganError(Exception):
+    """Base class of every error the command line reports as a one-line message."""
+
+
+class DataError(AdganError, ValueError):
+    """A dataset file or folder is missing, truncated, corrupt or of the wrong shape."""
+
+
+class CheckpointError(AdganError, ValueError):
+    """A checkpoint is missing, unreadable, or made for another architecture."""
+
+
+class ConfigError(AdganError, ValueError):
+    """An argument, preset or option value is not one that is accepted."""

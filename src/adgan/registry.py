@@ -1,0 +1,42 @@
+"""The explicit registry of detectors: name -> (class, default parameters).
+
+The command line and the benchmark build every detector through ``make_detector``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adgan.detectors.adgan import ADGAN, DiscriminatorScore, PriorLikelihood
+from adgan.detectors.simple import MeanImage
+from adgan.errors import ConfigError
+
+DETECTORS: dict[str, tuple[type, dict[str, Any]]] = {
+    "adgan": (ADGAN, {}),
+    "discriminator": (DiscriminatorScore, {}),
+    "prior": (PriorLikelihood, {}),
+    "mean-image": (MeanImage, {}),
+}
+
+#: detectors that share ADGAN's trained GAN (the benchmark trains it once for all of them)
+GAN_DETECTORS = ("adgan", "discriminator", "prior")
+
+
+def make_detector(name: str, **params: Any):
+    """Build a registered detector; ``params`` override its defaults (unknown keys ignored
+    only when the detector does not take them, so one preset can serve several methods)."""
+    if name not in DETECTORS:
+        raise ConfigError(f"--methods: unknown method {name!r}; known: {', '.join(DETECTORS)}")
+    cls, defaults = DETECTORS[name]
+    accepted = cls().get_params(deep=False)
+    kw = dict(defaults)
+    kw.update({k: v for k, v in params.items() if k in accepted})
+    return cls(**kw)
+
+
+def name_of(detector) -> str:
+    """Registry name of a detector instance (exact class and default parameters)."""
+    for name, (cls, defaults) in DETECTORS.items():
+        if type(detector) is cls and all(getattr(detector, k, None) == v for k, v in defaults.items()):
+            return name
+    raise ConfigError(f"{type(detector).__name__} is not a registered detector")

@@ -1,0 +1,272 @@
+"""ADGAN's latent search (Algorithm 1 of Deecke et al. 2018), batched over images and seeds.
+
+For every image x and seed j, starting from z_j,0 ~ p_z and the trained generator parameters
+theta, take k simultaneous Adam steps
+
+    z_j,t     <- Adam_z(z_j,t-1,     grad_z     l(g_theta_j,t-1(z_j,t-1), x))
+    theta_j,t <- Adam_theta(theta_j,t-1, grad_theta l(g_theta_j,t-1(z_j,t-1), x))
+
+with l the squared L2 norm of the difference, then return the per-seed losses
+l(g_theta_j,k(z_j,k), x) after the k-th update; the score is their mean over seeds. Each
+(image, seed) pair owns a copy of theta and its own Adam moments, so theta is reset to the
+trained value for every image.
+
+BatchNorm during the search: the generator is in eval mode; every BatchNorm layer normalises
+with the running statistics estimated after training (a single latent vector has no batch
+statistics), and its affine scale and shift are part of theta, adapted per seed like the
+convolution weights. The running statistics themselves stay fixed.
+
+Two implementations share this contract:
+
+* ``kernel="bmm"`` (the default): the parameters of all pairs in a chunk are stacked into
+  tensors with a leading pair axis; each transposed convolution runs as one batched matrix
+  product (per-pair weights) followed by ``fold``; a single fused Adam updates the stacked
+  tensors. Adam is element-wise and the loss is a sum over pairs whose terms depend on
+  disjoint parameters, so this is exactly an independent Adam per pair.
+* ``kernel="loop"``: the plain reference, one deep copy of the generator and two
+  ``torch.optim.Adam`` per (image, seed). Tests check the two agree.
+
+Memory is bounded by ``max_pairs``: the (image, seed) pairs are processed in chunks of at
+most that many, so the peak does not grow with the number of images.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from adgan.errors import ConfigError
+from adgan.nets.dcgan import Generator
+
+KERNELS = ("auto", "bmm", "loop")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Hyper-parameters of the search; the defaults are the paper's (Section 4.2)."""
+
+    n_seeds: int = 64
+    steps: int = 5
+    lr_z: float = 0.25
+    lr_theta: float = 5e-5
+    betas: tuple[float, float] = (0.5, 0.999)
+    eps: float = 1e-8
+    adapt_generator: bool = True
+    kernel: str = "auto"
+    max_pairs: int | None = None  # pairs per chunk; None = from the memory budget
+    memory_mb: float = 1024.0  # budget of one chunk's per-pair state
+
+    def validate(self) -> SearchConfig:
+        if self.n_seeds < 1 or self.steps < 0:
+            raise ConfigError(f"n_seeds must be >= 1 and steps >= 0, got {self.n_seeds}, {self.steps}")
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"kernel: expected one of {KERNELS}, got {self.kernel!r}")
+        return self
+
+
+@dataclass
+class SearchResult:
+    """Per-image outcome. ``seed_losses`` is (n, n_seeds); ``z`` the final latents."""
+
+    seed_losses: np.ndarray
+    z: np.ndarray | None = None
+    # (steps + 1, n, n_seeds, latent) and (steps + 1, n, n_seeds), when record=True
+    z_path: np.ndarray | None = None
+    loss_path: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.seed_losses.mean(axis=1)
+
+    def prior_log_density(self) -> np.ndarray:
+        """Mean over seeds of log N(z_j,k; 0, I): Section 4.3's prior-likelihood score."""
+        d = self.z.shape[-1]
+        logp = -0.5 * (self.z.astype(np.float64) ** 2).sum(-1) - 0.5 * d * math.log(2 * math.pi)
+        return logp.mean(axis=1)
+
+
+def generator_parameters(gen: Generator) -> list[torch.Tensor]:
+    """theta in the order the batched forward consumes it: conv weight, then norm scale and
+    shift, layer by layer."""
+    out: list[torch.Tensor] = []
+    for i, conv in enumerate(gen.convs):
+        out.append(conv.weight)
+        if i < len(gen.norms):
+            out += [gen.norms[i].weight, gen.norms[i].bias]
+    return out
+
+
+def batched_generate(gen: Generator, params: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """g_theta_p(z_p) for P pairs at once; params[i] is generator_parameters(gen)[i] with a
+    leading pair axis. BatchNorm uses the running statistics (eval mode)."""
+    P = z.shape[0]
+    it = iter(params)
+    h = z
+    n_layers = len(gen.convs)
+    for i, conv in enumerate(gen.convs):
+        W = next(it)  # (P, Cin, Cout, k, k)
+        cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+        Wm = W.reshape(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
+        if i == 0:  # 1x1 input: the first layer is a per-pair linear map
+            h = torch.bmm(h.unsqueeze(1), Wm).reshape(P, cout, k, k)  # (P, Cout, s0, s0)
+        else:
+            side = h.shape[-1]
+            cols = torch.bmm(Wm.transpose(1, 2), h.reshape(P, cin, side * side))  # (P, Cout*k*k, HW)
+            h = F.fold(cols, (2 * side, 2 * side), kernel_size=k, stride=2, padding=1)  # (P, Cout, 2H, 2W)
+        if i < n_layers - 1:
+            bn = gen.norms[i]
+            gamma, beta = next(it), next(it)  # (P, Cout) each
+            inv = torch.rsqrt(bn.running_var + bn.eps)  # (Cout,)
+            scale = gamma * inv  # (P, Cout)
+            shift = beta - bn.running_mean * scale  # (P, Cout)
+            h = torch.relu(torch.addcmul(shift[:, :, None, None], h, scale[:, :, None, None]))
+    return torch.tanh(h)
+
+
+def pair_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm of the difference, one value per pair: (P, C, H, W) -> (P,)."""
+    return (recon - x).pow(2).flatten(1).sum(1)
+
+
+def auto_max_pairs(gen: Generator, cfg: SearchConfig) -> int:
+    if cfg.max_pairs is not None:
+        return max(1, int(cfg.max_pairs))
+    n_params = sum(p.numel() for p in generator_parameters(gen))
+    # parameters, gradients, two Adam moments and autograd's saved tensors: about 6 copies
+    per_pair = 6 * n_params * 4 + 64 * gen.config.channels * gen.config.image_size**2
+    return max(1, int(cfg.memory_mb * 2**20 // per_pair))
+
+
+def latent_search(
+    gen: Generator,
+    x: torch.Tensor,
+    z0: torch.Tensor,
+    cfg: SearchConfig = SearchConfig(),
+    record: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> SearchResult:
+    """Run the search for images x (n, C, H, W) from the seeds z0 (n_seeds, latent).
+
+    The same z0 serves every image, so an image's score depends on that image alone (and
+    not on the others in its batch). ``progress(k)`` is called with the number of images
+    finished after each chunk.
+    """
+    cfg = cfg.validate()
+    if z0.shape[0] != cfg.n_seeds:
+        raise ConfigError(f"z0 has {z0.shape[0]} seeds, the config asks for {cfg.n_seeds}")
+    gen = gen.eval()
+    kernel = "bmm" if cfg.kernel == "auto" else cfg.kernel
+    dev = next(gen.parameters()).device
+    dtype = next(gen.parameters()).dtype
+    x = x.to(dev, dtype)
+    z0 = z0.to(dev, dtype)
+    n, S = x.shape[0], cfg.n_seeds
+    total = n * S
+    losses = np.empty(total)
+    z_final = np.empty((total, z0.shape[1]))
+    z_path = np.empty((cfg.steps + 1, total, z0.shape[1])) if record else None
+    loss_path = np.empty((cfg.steps + 1, total)) if record else None
+    chunk = auto_max_pairs(gen, cfg) if kernel == "bmm" else S
+    run = _search_pairs_bmm if kernel == "bmm" else _search_pairs_loop
+    done_images = 0
+    for start in range(0, total, chunk):
+        stop = min(total, start + chunk)
+        pairs = torch.arange(start, stop, device=dev)
+        xs = x[pairs // S]  # (P, C, H, W)
+        zs = z0[pairs % S]  # (P, latent)
+        out = run(gen, xs, zs, cfg, record)
+        losses[start:stop] = out[0]
+        z_final[start:stop] = out[1]
+        if record:
+            z_path[:, start:stop] = out[2]
+            loss_path[:, start:stop] = out[3]
+        if progress is not None and stop // S > done_images:
+            progress(stop // S - done_images)
+            done_images = stop // S
+    res = SearchResult(losses.reshape(n, S), z_final.reshape(n, S, -1))
+    if record:
+        res.z_path = z_path.reshape(cfg.steps + 1, n, S, -1)
+        res.loss_path = loss_path.reshape(cfg.steps + 1, n, S)
+    return res
+
+
+def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
+    """One chunk of P pairs: stacked parameters, batched forward, fused Adam."""
+    P = xs.shape[0]
+    with torch.no_grad():
+        theta = [p.detach().unsqueeze(0).repeat(P, *([1] * p.dim())) for p in generator_parameters(gen)]
+    z = zs.detach().clone()
+    z.requires_grad_(True)
+    fused = {"fused": True} if xs.device.type in ("cpu", "cuda") else {}
+    opt_z = torch.optim.Adam([z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps, **fused)
+    opt_t = None
+    if cfg.adapt_generator:
+        for t in theta:
+            t.requires_grad_(True)
+        opt_t = torch.optim.Adam(theta, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, **fused)
+    zp, lp = [], []
+    for _ in range(cfg.steps):
+        loss = pair_loss(batched_generate(gen, theta, z), xs)  # (P,)
+        if record:
+            zp.append(z.detach().cpu().numpy().copy())
+            lp.append(loss.detach().cpu().numpy())
+        opt_z.zero_grad(set_to_none=True)
+        if opt_t is not None:
+            opt_t.zero_grad(set_to_none=True)
+        # each pair's loss depends on its own z and theta only: the sum's gradient is per pair
+        loss.sum().backward()
+        opt_z.step()
+        if opt_t is not None:
+            opt_t.step()
+    with torch.no_grad():
+        final = pair_loss(batched_generate(gen, theta, z), xs)
+    zf = z.detach().cpu().numpy()
+    if record:
+        zp.append(zf.copy())
+        lp.append(final.cpu().numpy())
+        return final.cpu().numpy(), zf, np.stack(zp), np.stack(lp)
+    return final.cpu().numpy(), zf
+
+
+def _search_pairs_loop(gen, xs, zs, cfg: SearchConfig, record: bool):
+    """The plain reference: for each pair, a fresh copy of the generator and two Adams."""
+    out_loss, out_z, zps, lps = [], [], [], []
+    for p in range(xs.shape[0]):
+        g = copy.deepcopy(gen).eval()
+        z = zs[p : p + 1].detach().clone().requires_grad_(True)
+        opt_z = torch.optim.Adam([z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps)
+        params = list(g.parameters()) if cfg.adapt_generator else []
+        opt_t = torch.optim.Adam(params, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps) if params else None
+        if not params:
+            g.requires_grad_(False)
+        zp, lp = [], []
+        for _ in range(cfg.steps):
+            loss = ((g(z) - xs[p : p + 1]) ** 2).sum()
+            zp.append(z.detach().cpu().numpy()[0].copy())
+            lp.append(float(loss.detach()))
+            opt_z.zero_grad()
+            if opt_t is not None:
+                opt_t.zero_grad()
+            loss.backward()
+            opt_z.step()
+            if opt_t is not None:
+                opt_t.step()
+        with torch.no_grad():
+            final = float(((g(z) - xs[p : p + 1]) ** 2).sum())
+        zp.append(z.detach().cpu().numpy()[0].copy())
+        lp.append(final)
+        out_loss.append(final)
+        out_z.append(zp[-1])
+        zps.append(np.stack(zp))
+        lps.append(np.array(lp))
+    res = (np.array(out_loss), np.stack(out_z))
+    if record:
+        return res + (np.stack(zps, axis=1), np.stack(lps, axis=1))
+    return res

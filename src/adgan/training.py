@@ -1,0 +1,331 @@
+"""WGAN training (Arjovsky et al. 2017, Eq. 2 of the ADGAN paper) and WGAN-GP (Gulrajani et
+al. 2017), with atomic checkpoints, resume, a loss log, sample grids and divergence checks.
+
+Training length is counted in generator iterations; each generator iteration follows
+``n_critic`` critic steps, as both papers count it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adgan import __version__
+from adgan.base import atomic_torch_save, safe_torch_load
+from adgan.errors import AdganError, CheckpointError, ConfigError
+from adgan.nets.dcgan import Critic, DCGANConfig, Generator
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(AdganError):
+    """A loss became NaN or exploded."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. Defaults are WGAN's authors' (RMSprop 5e-5, clipping 0.01,
+    5 critic steps per generator step, 100 critic steps for the first 25 generator
+    iterations and every 500th); ``objective="wgan-gp"`` uses Adam 1e-4, betas (0.5, 0.9)
+    and a gradient penalty of weight 10 instead of clipping."""
+
+    objective: str = "wgan"
+    iterations: int = 1000
+    batch_size: int = 64
+    n_critic: int = 5
+    lr: float | None = None  # None: 5e-5 for wgan, 1e-4 for wgan-gp
+    clip: float = 0.01
+    gp_lambda: float = 10.0
+    betas: tuple[float, float] = (0.5, 0.9)
+    critic_boost: bool = True  # WGAN's 100 critic steps early on and every 500 iterations
+    checkpoint_every: int = 100
+    diverge_threshold: float = 1e6
+
+    def validate(self) -> TrainConfig:
+        if self.objective not in ("wgan", "wgan-gp"):
+            raise ConfigError(f"objective: expected wgan or wgan-gp, got {self.objective!r}")
+        if self.iterations < 0 or self.batch_size < 1 or self.n_critic < 1:
+            raise ConfigError("iterations >= 0, batch_size >= 1 and n_critic >= 1 are required")
+        return self
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 5e-5 if self.objective == "wgan" else 1e-4
+
+
+def make_optimizers(gen: Generator, critic: Critic, cfg: TrainConfig):
+    lr = cfg.learning_rate
+    if cfg.objective == "wgan":
+        return (torch.optim.RMSprop(gen.parameters(), lr=lr), torch.optim.RMSprop(critic.parameters(), lr=lr))
+    return (
+        torch.optim.Adam(gen.parameters(), lr=lr, betas=cfg.betas),
+        torch.optim.Adam(critic.parameters(), lr=lr, betas=cfg.betas),
+    )
+
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator):
+    """(||grad_x d(x_hat)|| - 1)^2 at random interpolates x_hat (WGAN-GP)."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def train_wgan(
+    X: torch.Tensor,
+    arch: DCGANConfig,
+    cfg: TrainConfig,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    out_dir: str | Path | None = None,
+    progress: Callable[[int, dict], None] | None = None,
+) -> tuple[Generator, Critic, list[dict]]:
+    """Train a generator / critic pair on images X (n, C, H, W) in [-1, 1].
+
+    With ``out_dir``, writes ``checkpoint.pt`` atomically every ``checkpoint_every``
+    iterations and at the end, ``losses.csv`` as it goes and ``samples.png``; a rerun with
+    the same ``out_dir`` resumes from the checkpoint. ``progress(iteration, record)`` is
+    called after every generator iteration.
+    """
+    cfg = cfg.validate()
+    device = torch.device(device)
+    arch = arch.validate()
+    if tuple(X.shape[1:]) != (arch.channels, arch.image_size, arch.image_size):
+        raise ConfigError(
+            f"images of shape {tuple(X.shape[1:])} do not fit the architecture "
+            f"({arch.channels}, {arch.image_size}, {arch.image_size})"
+        )
+    if len(X) < 2:
+        raise ConfigError(f"training needs at least 2 images, got {len(X)}")
+    torch.manual_seed(seed)
+    gen, critic = Generator(arch).to(device), Critic(arch).to(device)
+    opt_g, opt_d = make_optimizers(gen, critic, cfg)
+    rng = torch.Generator(device=device)
+    rng.manual_seed(seed)
+    X = X.to(device)
+    history: list[dict] = []
+    start = 0
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        ck = out / CHECKPOINT
+        if ck.exists():
+            start, history = _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng)
+            log.info("resuming %s at generator iteration %d", ck, start)
+        _rewrite_log(out / "losses.csv", history)
+    batch = min(cfg.batch_size, len(X))
+    t0 = time.perf_counter()
+    for it in range(start, cfg.iterations):
+        gen.train()
+        critic.train()
+        boost = cfg.objective == "wgan" and cfg.critic_boost and (it < 25 or it % 500 == 0)
+        d_steps = 100 if boost else cfg.n_critic
+        for p in critic.parameters():
+            p.requires_grad_(True)
+        for _ in range(d_steps):
+            real = X[torch.randint(len(X), (batch,), generator=rng, device=device)]
+            z = torch.randn(batch, arch.latent_dim, generator=rng, device=device)
+            with torch.no_grad():
+                fake = gen(z)
+            w_est = critic(real).mean() - critic(fake).mean()
+            loss_d = -w_est
+            gp = torch.zeros((), device=device)
+            if cfg.objective == "wgan-gp":
+                gp = gradient_penalty(critic, real, fake, rng)
+                loss_d = loss_d + cfg.gp_lambda * gp
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            if cfg.objective == "wgan":
+                with torch.no_grad():
+                    for p in critic.parameters():
+                        p.clamp_(-cfg.clip, cfg.clip)
+        for p in critic.parameters():
+            p.requires_grad_(False)
+        z = torch.randn(batch, arch.latent_dim, generator=rng, device=device)
+        loss_g = -critic(gen(z)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        rec = {
+            "iteration": it + 1,
+            "critic_loss": float(loss_d.detach()),
+            "wasserstein_estimate": float(w_est.detach()),
+            "generator_loss": float(loss_g.detach()),
+            "gradient_penalty": float(gp.detach()),
+            "seconds": time.perf_counter() - t0,
+        }
+        _check_divergence(rec, cfg, out)
+        history.append(rec)
+        if out is not None:
+            _append_log(out / "losses.csv", rec)
+            if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+                save_checkpoint(out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, it + 1)
+        if progress is not None:
+            progress(it + 1, rec)
+    for p in critic.parameters():
+        p.requires_grad_(True)
+    recalibrate_batchnorm(gen, seed)
+    gen.eval()
+    critic.eval()
+    if out is not None:
+        save_checkpoint(out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, cfg.iterations)
+        save_sample_grid(gen, out / "samples.png", seed=seed)
+    return gen, critic, history
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(gen: Generator, seed: int, batches: int = 20, batch_size: int = 256) -> None:
+    """Replace the generator's running BatchNorm statistics by exact averages over fresh
+    prior samples, so that eval mode (used by the search) sees the statistics of the final
+    weights rather than an exponential average over training."""
+    dev = next(gen.parameters()).device
+    rng = torch.Generator(device=dev)
+    rng.manual_seed(seed + 1)
+    moms = {}
+    for bn in gen.norms:
+        bn.reset_running_stats()
+        moms[bn] = bn.momentum
+        bn.momentum = None  # cumulative average
+    gen.train()
+    for _ in range(batches):
+        gen(torch.randn(batch_size, gen.config.latent_dim, generator=rng, device=dev))
+    for bn, m in moms.items():
+        bn.momentum = m
+    gen.eval()
+
+
+def _check_divergence(rec: dict, cfg: TrainConfig, out: Path | None) -> None:
+    vals = [rec["critic_loss"], rec["generator_loss"]]
+    if any(not math.isfinite(v) or abs(v) > cfg.diverge_threshold for v in vals):
+        where = f"; the last good checkpoint is in {out}" if out is not None else ""
+        raise TrainingDiverged(
+            f"training diverged at generator iteration {rec['iteration']}: critic loss "
+            f"{rec['critic_loss']:.4g}, generator loss {rec['generator_loss']:.4g}{where}; "
+            "try a lower learning rate or objective wgan-gp"
+        )
+
+
+def save_checkpoint(path, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, iteration) -> None:
+    atomic_torch_save(
+        {
+            "format": "adgan-gan",
+            "adgan_version": __version__,
+            "arch": json.dumps(arch.to_dict()),
+            "train": json.dumps(asdict(cfg)),
+            "seed": seed,
+            "iteration": iteration,
+            "generator": gen.state_dict(),
+            "critic": critic.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "rng": rng.get_state(),
+        },
+        path,
+    )
+
+
+def load_gan(path: str | Path, device="cpu") -> tuple[Generator, Critic, dict]:
+    """Load a generator and critic from a training checkpoint (tensors only, no code)."""
+    blob = safe_torch_load(path, "GAN checkpoint")
+    if not isinstance(blob, dict) or blob.get("format") != "adgan-gan":
+        raise CheckpointError(f"{path}: not an adgan GAN checkpoint")
+    arch = DCGANConfig(**json.loads(blob["arch"]))
+    gen, critic = Generator(arch), Critic(arch)
+    _load_state(gen, blob["generator"], path, "generator")
+    _load_state(critic, blob["critic"], path, "critic")
+    return gen.to(device).eval(), critic.to(device).eval(), blob
+
+
+def _load_state(module: torch.nn.Module, state: dict, path, what: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"{path}: the {what} weights do not fit the architecture in the file or the one "
+            f"asked for ({first[:160]})"
+        ) from exc
+
+
+def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng):
+    blob = safe_torch_load(ck, "GAN checkpoint")
+    if json.loads(blob["arch"]) != arch.to_dict():
+        raise CheckpointError(
+            f"{ck}: made for architecture {blob['arch']}, not {json.dumps(arch.to_dict())}; "
+            "use another output folder or the same settings"
+        )
+    old = json.loads(blob["train"])
+    mine = json.loads(json.dumps(asdict(cfg)))
+    if {k: v for k, v in old.items() if k != "iterations"} != {
+        k: v for k, v in mine.items() if k != "iterations"
+    } or blob["seed"] != seed:
+        raise CheckpointError(f"{ck}: made with other training settings or seed; use another folder")
+    _load_state(gen, blob["generator"], ck, "generator")
+    _load_state(critic, blob["critic"], ck, "critic")
+    opt_g.load_state_dict(blob["opt_g"])
+    opt_d.load_state_dict(blob["opt_d"])
+    rng.set_state(blob["rng"])
+    it = int(blob["iteration"])
+    history = [r for r in _read_log(ck.parent / "losses.csv") if r["iteration"] <= it]
+    return it, history
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        try:
+            out.append({k: (int(v) if k == "iteration" else float(v)) for k, v in r.items()})
+        except (TypeError, ValueError):
+            break  # a row cut short by an interruption
+    return out
+
+
+LOG_FIELDS = ["iteration", "critic_loss", "wasserstein_estimate", "generator_loss", "gradient_penalty", "seconds"]
+
+
+def _rewrite_log(path: Path, history: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, LOG_FIELDS)
+        w.writeheader()
+        w.writerows(history)
+
+
+def _append_log(path: Path, rec: dict) -> None:
+    with path.open("a", newline="") as fh:
+        csv.DictWriter(fh, LOG_FIELDS).writerow(rec)
+
+
+@torch.no_grad()
+def save_sample_grid(gen: Generator, path: str | Path, n: int = 64, seed: int = 0) -> None:
+    from adgan.plots import save_image_grid
+
+    dev = next(gen.parameters()).device
+    rng = torch.Generator(device=dev)
+    rng.manual_seed(seed)
+    gen.eval()
+    imgs = gen(torch.randn(n, gen.config.latent_dim, generator=rng, device=dev)).cpu().numpy()
+    save_image_grid(imgs, path)
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    from adgan.base import as_images
+
+    return torch.from_numpy(as_images(images))
