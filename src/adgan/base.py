@@ -36,6 +36,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from adgan import __version__
+from adgan._torch import flush_denormals
 from adgan.errors import CheckpointError, ConfigError, DataError
 
 FORMAT = "adgan-detector"
@@ -126,6 +127,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     # -- the contract -------------------------------------------------------------------
     def fit(self, X, y=None):
+        with flush_denormals():
+            return self._fit_calibrate(X)
+
+    def _fit_calibrate(self, X):
         X = self._validate(X, reset=True)
         calibration = getattr(self, "calibration", 0.0)
         fit_idx, cal_idx = split_calibration(len(X), calibration, getattr(self, "random_state", None))
@@ -137,7 +142,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def score_samples(self, X) -> np.ndarray:
         check_is_fitted(self, "offset_")
-        return np.asarray(self._score(self._validate(X, reset=False)), dtype=np.float64)
+        X = self._validate(X, reset=False)
+        with flush_denormals():
+            return np.asarray(self._score(X), dtype=np.float64)
 
     def anomaly_score(self, X) -> np.ndarray:
         """Higher = more anomalous (the negative of ``score_samples``)."""
@@ -196,12 +203,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        _umask_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask_mode(path: str) -> None:
+    """mkstemp creates files readable by the owner alone; give them the usual mode."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
@@ -227,7 +242,12 @@ def load_detector(path: str | os.PathLike) -> BaseDetector:
     if name not in DETECTORS:
         raise CheckpointError(f"{path}: unknown detector {name!r}; known: {sorted(DETECTORS)}")
     cls, _defaults = DETECTORS[name]
-    det = cls(**json.loads(blob["params"]))
+    params = json.loads(blob["params"])
+    defaults = cls().get_params(deep=False)
+    for k, v in params.items():  # JSON has no tuples: restore them where the default is one
+        if isinstance(v, list) and isinstance(defaults.get(k), tuple):
+            params[k] = tuple(v)
+    det = cls(**params)
     state = dict(blob["state"])
     det.offset_ = float(state.pop("offset_"))
     det.calibration_scores_ = state.pop("calibration_scores_").numpy().astype(np.float64)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from adgan.base import _umask_mode
+
 
 def to_uint8_hwc(images: np.ndarray) -> np.ndarray:
     """(n, C, H, W) uint8 or float in [-1, 1] -> (n, H, W, C) uint8."""
@@ -49,6 +51,7 @@ def atomic_write(path: Path, write) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        _umask_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

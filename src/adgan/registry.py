@@ -8,18 +8,32 @@ from __future__ import annotations
 from typing import Any
 
 from adgan.detectors.adgan import ADGAN, DiscriminatorScore, PriorLikelihood
+from adgan.detectors.anogan import AnoGAN
+from adgan.detectors.autoencoder import DCAE, VAE
+from adgan.detectors.classic import ClassicDetector
 from adgan.detectors.simple import MeanImage
 from adgan.errors import ConfigError
 
 DETECTORS: dict[str, tuple[type, dict[str, Any]]] = {
     "adgan": (ADGAN, {}),
+    "kde": (ClassicDetector, {"model": "kde", "features": "pca"}),
+    "ocsvm": (ClassicDetector, {"model": "ocsvm", "features": "pca"}),
+    "iforest": (ClassicDetector, {"model": "iforest", "features": "pca"}),
+    "gmm": (ClassicDetector, {"model": "gmm", "features": "pca"}),
+    "kde-alexnet": (ClassicDetector, {"model": "kde", "features": "alexnet"}),
+    "ocsvm-alexnet": (ClassicDetector, {"model": "ocsvm", "features": "alexnet"}),
+    "iforest-alexnet": (ClassicDetector, {"model": "iforest", "features": "alexnet"}),
+    "gmm-alexnet": (ClassicDetector, {"model": "gmm", "features": "alexnet"}),
+    "dcae": (DCAE, {}),
+    "vae": (VAE, {}),
+    "anogan": (AnoGAN, {}),
     "discriminator": (DiscriminatorScore, {}),
     "prior": (PriorLikelihood, {}),
     "mean-image": (MeanImage, {}),
 }
 
 #: detectors that share ADGAN's trained GAN (the benchmark trains it once for all of them)
-GAN_DETECTORS = ("adgan", "discriminator", "prior")
+GAN_DETECTORS = ("adgan", "anogan", "discriminator", "prior")
 
 
 def make_detector(name: str, **params: Any):

@@ -41,10 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from adgan._torch import flush_denormals
 from adgan.errors import ConfigError
 from adgan.nets.dcgan import Generator
 
-KERNELS = ("auto", "bmm", "loop")
+KERNELS = ("auto", "fused", "bmm", "loop")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class SearchConfig:
     adapt_generator: bool = True
     kernel: str = "auto"
     max_pairs: int | None = None  # pairs per chunk; None = from the memory budget
-    memory_mb: float = 1024.0  # budget of one chunk's per-pair state
+    memory_mb: float = 512.0  # budget of one chunk's per-pair state
 
     def validate(self) -> SearchConfig:
         if self.n_seeds < 1 or self.steps < 0:
@@ -162,7 +163,7 @@ def latent_search(
     if z0.shape[0] != cfg.n_seeds:
         raise ConfigError(f"z0 has {z0.shape[0]} seeds, the config asks for {cfg.n_seeds}")
     gen = gen.eval()
-    kernel = "bmm" if cfg.kernel == "auto" else cfg.kernel
+    kernel = "fused" if cfg.kernel == "auto" else cfg.kernel
     dev = next(gen.parameters()).device
     dtype = next(gen.parameters()).dtype
     x = x.to(dev, dtype)
@@ -173,28 +174,45 @@ def latent_search(
     z_final = np.empty((total, z0.shape[1]))
     z_path = np.empty((cfg.steps + 1, total, z0.shape[1])) if record else None
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
-    chunk = auto_max_pairs(gen, cfg) if kernel == "bmm" else S
-    run = _search_pairs_bmm if kernel == "bmm" else _search_pairs_loop
+    chunk = auto_max_pairs(gen, cfg) if kernel != "loop" else S
+    chunk = min(chunk, total)
+    kernels: dict[int, FusedKernel] = {}
+
+    def run(gen, xs, zs, cfg, record):
+        if kernel == "fused":
+            P = xs.shape[0]
+            if P not in kernels:  # at most two sizes: the chunk and the remainder
+                kernels[P] = FusedKernel(gen, P)
+            return kernels[P].run(xs, zs, cfg, record)
+        return (_search_pairs_bmm if kernel == "bmm" else _search_pairs_loop)(gen, xs, zs, cfg, record)
+
     done_images = 0
-    for start in range(0, total, chunk):
-        stop = min(total, start + chunk)
-        pairs = torch.arange(start, stop, device=dev)
-        xs = x[pairs // S]  # (P, C, H, W)
-        zs = z0[pairs % S]  # (P, latent)
-        out = run(gen, xs, zs, cfg, record)
-        losses[start:stop] = out[0]
-        z_final[start:stop] = out[1]
-        if record:
-            z_path[:, start:stop] = out[2]
-            loss_path[:, start:stop] = out[3]
-        if progress is not None and stop // S > done_images:
-            progress(stop // S - done_images)
-            done_images = stop // S
+    with flush_denormals():
+        for start, stop, out in _chunks(run, gen, x, z0, S, total, chunk, cfg, record):
+            losses[start:stop] = out[0]
+            z_final[start:stop] = out[1]
+            if record:
+                z_path[:, start:stop] = out[2]
+                loss_path[:, start:stop] = out[3]
+            if progress is not None and stop // S > done_images:
+                progress(stop // S - done_images)
+                done_images = stop // S
     res = SearchResult(losses.reshape(n, S), z_final.reshape(n, S, -1))
     if record:
         res.z_path = z_path.reshape(cfg.steps + 1, n, S, -1)
         res.loss_path = loss_path.reshape(cfg.steps + 1, n, S)
     return res
+
+
+def _chunks(run, gen, x, z0, S, total, chunk, cfg, record):
+    """Yield (start, stop, result) for consecutive ranges of the flattened (image, seed) pairs."""
+    dev = x.device
+    for start in range(0, total, chunk):
+        stop = min(total, start + chunk)
+        pairs = torch.arange(start, stop, device=dev)
+        xs = x[pairs // S]  # (P, C, H, W)
+        zs = z0[pairs % S]  # (P, latent)
+        yield start, stop, run(gen, xs, zs, cfg, record)
 
 
 def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
@@ -233,6 +251,145 @@ def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
         lp.append(final.cpu().numpy())
         return final.cpu().numpy(), zf, np.stack(zp), np.stack(lp)
     return final.cpu().numpy(), zf
+
+
+class FusedKernel:
+    """The search for a fixed number P of pairs with a hand-written backward pass.
+
+    Parameters, gradients, Adam moments and activations live in buffers allocated once and
+    reused for every chunk (fresh multi-megabyte allocations each step cost as much as the
+    arithmetic on CPU), and one fused Adam updates the stacked tensors.
+    """
+
+    def __init__(self, gen: Generator, P: int):
+        self.gen = gen
+        self.P = P
+        ref = generator_parameters(gen)
+        self.theta = [torch.empty((P, *p.shape), dtype=p.dtype, device=p.device) for p in ref]
+        for t in self.theta:
+            t.grad = torch.zeros_like(t)
+        p0 = ref[0]
+        self.z = torch.empty((P, gen.config.latent_dim), dtype=p0.dtype, device=p0.device)
+        self.z.grad = torch.zeros_like(self.z)
+        fused = {"fused": True} if p0.device.type in ("cpu", "cuda") else {}
+        self._fused = fused
+        self.opt_z: torch.optim.Adam | None = None
+        self.opt_t: torch.optim.Adam | None = None
+        self._hyper: tuple | None = None
+        # running-statistics normalisation per BatchNorm layer: (inv_std, mean) as (1, C, 1, 1)
+        self.bn = [
+            (torch.rsqrt(n.running_var + n.eps)[None, :, None, None], n.running_mean[None, :, None, None])
+            for n in gen.norms
+        ]
+
+    def _optimizers(self, cfg: SearchConfig):
+        hyper = (cfg.lr_z, cfg.lr_theta, cfg.betas, cfg.eps, cfg.adapt_generator)
+        if hyper != self._hyper:
+            self.opt_z = torch.optim.Adam([self.z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps, **self._fused)
+            self.opt_t = (
+                torch.optim.Adam(self.theta, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, **self._fused)
+                if cfg.adapt_generator
+                else None
+            )
+            self._hyper = hyper
+        for opt in (self.opt_z, self.opt_t):
+            if opt is not None:
+                for st in opt.state.values():  # a fresh Adam for every chunk
+                    st["step"].zero_()
+                    st["exp_avg"].zero_()
+                    st["exp_avg_sq"].zero_()
+
+    @torch.no_grad()
+    def forward(self, z: torch.Tensor):
+        """Returns the output and what the backward pass needs: per layer (input, ahat, y)."""
+        gen, P, th = self.gen, self.P, self.theta
+        saved = []
+        h = z
+        j = 0
+        for i, conv in enumerate(gen.convs):
+            cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+            Wm = th[j].view(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
+            j += 1
+            inp = h
+            if i == 0:
+                a = torch.bmm(h.unsqueeze(1), Wm).view(P, cout, k, k)  # (P, Cout, s0, s0)
+            else:
+                side = h.shape[-1]
+                cols = torch.bmm(Wm.transpose(1, 2), h.reshape(P, cin, side * side))  # (P, Cout*k*k, HW)
+                a = F.fold(cols, (2 * side, 2 * side), kernel_size=k, stride=2, padding=1)
+            if i < len(gen.norms):
+                inv, mean = self.bn[i]
+                ahat = (a - mean).mul_(inv)  # (P, C, H, W)
+                gamma, beta = th[j][:, :, None, None], th[j + 1][:, :, None, None]
+                j += 2
+                y = torch.addcmul(beta, ahat, gamma)
+                h = torch.relu(y)
+                saved.append((inp, ahat, y))
+            else:
+                saved.append((inp, None, None))
+                h = torch.tanh(a)
+        return h, saved
+
+    @torch.no_grad()
+    def backward(self, out: torch.Tensor, x: torch.Tensor, saved, adapt: bool) -> None:
+        """Gradients of sum_p ||out_p - x_p||^2 into theta[i].grad and z.grad."""
+        gen, P, th = self.gen, self.P, self.theta
+        d = (out - x).mul_(2).mul_(1 - out * out)  # dL/da of the last layer
+        j = len(th)
+        for i in range(len(gen.convs) - 1, -1, -1):
+            conv = gen.convs[i]
+            cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+            inp, _, _ = saved[i]
+            if i < len(gen.norms):  # BatchNorm (eval) and ReLU after this convolution
+                _, ahat, y = saved[i]
+                j -= 2
+                dy = d.mul_(y > 0)  # (P, C, H, W)
+                if adapt:
+                    torch.sum(dy * ahat, dim=(2, 3), out=th[j].grad)
+                    torch.sum(dy, dim=(2, 3), out=th[j + 1].grad)
+                d = dy.mul_(th[j][:, :, None, None] * self.bn[i][0])  # d ahat / d a = inv_std
+            j -= 1
+            W = th[j]
+            Wm = W.view(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
+            gW = W.grad.view(P, cin, cout * k * k)
+            if i == 0:
+                da = d.reshape(P, 1, cout * k * k)  # (P, 1, Cout*k*k)
+                if adapt:
+                    torch.mul(inp.unsqueeze(2), da, out=gW)  # per-pair outer product z (x) da
+                torch.bmm(da, Wm.transpose(1, 2), out=self.z.grad.unsqueeze(1))
+            else:
+                side = inp.shape[-1]
+                dcols = F.unfold(d, kernel_size=k, stride=2, padding=1)  # (P, Cout*k*k, HW)
+                hin = inp.reshape(P, cin, side * side)  # (P, Cin, HW)
+                if adapt:
+                    torch.bmm(hin, dcols.transpose(1, 2), out=gW)
+                d = torch.bmm(Wm, dcols).view(P, cin, side, side)  # (P, Cin, H, W)
+
+    def run(self, xs: torch.Tensor, zs: torch.Tensor, cfg: SearchConfig, record: bool):
+        with torch.no_grad():
+            for t, p in zip(self.theta, generator_parameters(self.gen), strict=True):
+                t.copy_(p.detach().unsqueeze(0).expand_as(t))
+            self.z.copy_(zs)
+        self._optimizers(cfg)
+        zp, lp = [], []
+        for _ in range(cfg.steps):
+            out, saved = self.forward(self.z)
+            if record:
+                zp.append(self.z.cpu().numpy().copy())
+                lp.append(pair_loss(out, xs).cpu().numpy())
+            self.backward(out, xs, saved, cfg.adapt_generator)
+            del saved
+            self.opt_z.step()
+            if self.opt_t is not None:
+                self.opt_t.step()
+        out, _ = self.forward(self.z)
+        final = pair_loss(out, xs).cpu().numpy()
+        zf = self.z.detach().cpu().numpy().copy()
+        if record:
+            zp.append(zf.copy())
+            lp.append(final)
+            return final, zf, np.stack(zp), np.stack(lp)
+        return final, zf
 
 
 def _search_pairs_loop(gen, xs, zs, cfg: SearchConfig, record: bool):

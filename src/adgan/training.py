@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from adgan import __version__
+from adgan._torch import flush_denormals
 from adgan.base import atomic_torch_save, safe_torch_load
 from adgan.errors import AdganError, CheckpointError, ConfigError
 from adgan.nets.dcgan import Critic, DCGANConfig, Generator
@@ -100,6 +101,11 @@ def train_wgan(
     the same ``out_dir`` resumes from the checkpoint. ``progress(iteration, record)`` is
     called after every generator iteration.
     """
+    with flush_denormals():
+        return _train(X, arch, cfg, seed, device, out_dir, progress)
+
+
+def _train(X, arch, cfg, seed, device, out_dir, progress):
     cfg = cfg.validate()
     device = torch.device(device)
     arch = arch.validate()

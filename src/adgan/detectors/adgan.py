@@ -91,7 +91,7 @@ class ADGAN(BaseDetector):
         adapt_generator: bool = True,
         kernel: str = "auto",
         max_pairs: int | None = None,
-        memory_mb: float = 1024.0,
+        memory_mb: float = 512.0,
         contamination: float = 0.05,
         calibration: float | int = 0.1,
         random_state: int = 0,

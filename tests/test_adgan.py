@@ -1,0 +1,99 @@
+"""The ADGAN estimator: the detector contract, reproducibility, persistence, bad input."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from adgan import ADGAN, load_detector
+from adgan.errors import CheckpointError, DataError
+from adgan.training import TrainConfig, TrainingDiverged, load_gan, train_wgan
+from adgan.nets.dcgan import DCGANConfig
+
+TINY = dict(iterations=4, width=4, latent_dim=6, n_seeds=3, steps=2, batch_size=8,
+            calibration=4, device="cpu")
+
+
+def _images(n=24, seed=0, size=8):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 60, size=(n, 1, size, size)).astype(np.uint8)
+    x[:, :, 2:6, 3:5] = 230  # a bar: the normal pattern
+    return x
+
+
+def test_contract_fit_returns_self_and_conventions_hold():
+    X = _images()
+    det = ADGAN(**TINY)
+    assert det.fit(X) is det
+    s = det.score_samples(X[:5])
+    np.testing.assert_allclose(det.anomaly_score(X[:5]), -s)
+    np.testing.assert_allclose(det.decision_function(X[:5]), s - det.offset_)
+    assert set(det.predict(X[:5])) <= {1, -1}
+    assert len(det.calibration_scores_) == 4  # threshold from held-out normal images only
+
+
+def test_same_seed_same_scores_and_other_seed_differs():
+    X = _images()
+    a = ADGAN(**TINY, random_state=3).fit(X).anomaly_score(X[:4])
+    b = ADGAN(**TINY, random_state=3).fit(X).anomaly_score(X[:4])
+    c = ADGAN(**TINY, random_state=4).fit(X).anomaly_score(X[:4])
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_clone_and_save_load_round_trip(tmp_path):
+    X = _images()
+    det = ADGAN(**TINY).fit(X)
+    c = clone(det)
+    assert c.get_params() == det.get_params() and not hasattr(c, "offset_")
+    path = det.save(tmp_path / "det.pt")
+    back = load_detector(path)
+    np.testing.assert_array_equal(back.anomaly_score(X[:4]), det.anomaly_score(X[:4]))
+    assert back.offset_ == det.offset_
+
+
+def test_fit_resumes_in_work_dir(tmp_path):
+    X = _images()
+    full = ADGAN(**{**TINY, "iterations": 6}, work_dir=str(tmp_path / "a")).fit(X)
+    ADGAN(**{**TINY, "iterations": 3}, work_dir=str(tmp_path / "b")).fit(X)
+    resumed = ADGAN(**{**TINY, "iterations": 6}, work_dir=str(tmp_path / "b")).fit(X)
+    for k, v in full.generator_.state_dict().items():
+        torch.testing.assert_close(resumed.generator_.state_dict()[k], v)
+    assert (tmp_path / "b" / "samples.png").exists()
+    rows = (tmp_path / "b" / "losses.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 6
+
+
+def test_wrong_channel_count_and_shape_are_clear_errors():
+    det = ADGAN(**TINY).fit(_images())
+    with pytest.raises(DataError, match="3 channels|shape"):
+        det.score_samples(np.zeros((2, 3, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="1 or 3 channels"):
+        ADGAN(**TINY).fit(np.zeros((5, 2, 8, 8), np.uint8))
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    X = torch.from_numpy(_images().astype(np.float32) / 127.5 - 1)
+    arch = DCGANConfig(image_size=8, channels=1, latent_dim=6, width=4)
+    train_wgan(X, arch, TrainConfig(iterations=1, batch_size=4), out_dir=tmp_path)
+    gen, critic, blob = load_gan(tmp_path / "checkpoint.pt")
+    assert gen.config == arch
+    other = DCGANConfig(image_size=8, channels=1, latent_dim=6, width=8)
+    with pytest.raises(CheckpointError, match="architecture"):
+        train_wgan(X, other, TrainConfig(iterations=2, batch_size=4), out_dir=tmp_path)
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "detector.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="detector.pt"):
+        load_detector(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_detector(tmp_path / "missing.pt")
+
+
+def test_divergence_is_detected():
+    X = torch.from_numpy(_images().astype(np.float32) / 127.5 - 1)
+    arch = DCGANConfig(image_size=8, channels=1, latent_dim=6, width=4)
+    with pytest.raises(TrainingDiverged, match="diverged at generator iteration 1"):
+        train_wgan(X, arch, TrainConfig(iterations=3, batch_size=4, diverge_threshold=1e-12))

@@ -1,0 +1,107 @@
+"""The command line, end to end on tiny settings, and its one-line errors."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adgan.cli import main
+
+TINY_PRESET = """
+description = "tests: seconds"
+dataset = "digits"
+[protocol]
+n_test = 60
+[params]
+objective = "wgan-gp"
+iterations = 3
+width = 4
+latent_dim = 6
+n_seeds = 2
+steps = 2
+batch_size = 16
+calibration = 5
+"""
+
+
+@pytest.fixture
+def preset(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY_PRESET)
+    return str(p)
+
+
+def test_evaluate_writes_records(tmp_path, preset, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", "--dataset", "digits", "--normal-class", "0,1", "--methods",
+               "adgan,mean-image,prior,discriminator", "--preset", preset, "--out", str(out),
+               "--quiet"])
+    assert rc == 0
+    recs = json.loads(out.read_text())
+    assert len(recs) == 8
+    for r in recs:
+        for key in ("method", "auc", "n_train", "n_test", "fit_seconds", "score_seconds"):
+            assert key in r
+        assert 0.0 <= r["auc"] <= 1.0 and r["n_test"] == 60
+    mean_image = [r for r in recs if r["method"] == "mean-image"]
+    assert all(r["auc"] > 0.8 for r in mean_image)  # digits are easy for the sanity floor
+    assert "mean over 2 classes" in capsys.readouterr().out
+
+
+def _png_folder(root, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for i in range(n):
+        a = rng.integers(0, 40, size=(8, 8), dtype=np.uint8)
+        a[2:6, 3:5] = 220
+        Image.fromarray(a).save(root / f"img{i:02d}.png")
+    return root
+
+
+def test_train_then_score_a_folder(tmp_path, preset):
+    data = _png_folder(tmp_path / "normal")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--preset", preset, "--out", str(run), "--quiet"]) == 0
+    assert (run / "detector.pt").exists() and (run / "gan" / "samples.png").exists()
+    odd = tmp_path / "odd"
+    _png_folder(odd, n=3, seed=1)
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(odd / "white.png")
+    out = tmp_path / "scores.csv"
+    assert main(["score", "--model", str(run), "--data", str(odd), "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4 and set(rows[0]) == {"id", "score", "percentile", "flagged"}
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["evaluate", "--dataset", "mnist", "--data-root", "/nonexistent/x"], "/nonexistent/x"),
+        (["evaluate", "--dataset", "digits", "--methods", "nope"], "unknown method 'nope'"),
+        (["evaluate", "--dataset", "digits", "--preset", "nope"], "unknown preset 'nope'"),
+        (["evaluate", "--dataset", "digits", "--normal-class", "x"], "--normal-class"),
+        (["score", "--model", "/nonexistent/run", "--dataset", "digits", "--out", "o.csv"],
+         "not found"),
+    ],
+)
+def test_bad_input_is_one_line_error(argv, needle, capsys, monkeypatch):
+    monkeypatch.delenv("ADGAN_DATA", raising=False)
+    assert main(argv + ["--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_missing_data_root_names_the_variable(capsys, monkeypatch):
+    monkeypatch.delenv("ADGAN_DATA", raising=False)
+    assert main(["evaluate", "--dataset", "mnist", "--quiet"]) == 2
+    assert "ADGAN_DATA" in capsys.readouterr().err
+
+
+def test_empty_normal_class_in_a_folder_is_an_error(tmp_path, preset, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--data", str(tmp_path / "empty"), "--preset", preset, "--out",
+                 str(tmp_path / "r"), "--quiet"]) == 2
+    assert "empty" in capsys.readouterr().err

@@ -1,0 +1,114 @@
+"""The batched latent search against a plain per-seed loop, and its invariances."""
+
+import numpy as np
+import pytest
+import torch
+
+from adgan.nets.dcgan import DCGANConfig, Generator
+from adgan.search import SearchConfig, latent_search, pair_loss
+
+
+def _generator(dtype=torch.float64, size=16, channels=1, latent=6, width=4, seed=0):
+    torch.manual_seed(seed)
+    g = Generator(DCGANConfig(image_size=size, channels=channels, latent_dim=latent, width=width))
+    g = g.to(dtype)
+    g.train()
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        g(torch.randn(32, latent, dtype=dtype))
+    return g.eval()
+
+
+@pytest.mark.parametrize("kernel", ["fused", "bmm"])
+@pytest.mark.parametrize("adapt", [True, False])
+@pytest.mark.parametrize("size,channels", [(8, 1), (16, 3), (28, 1)])
+def test_batched_search_equals_plain_loop_with_torch_adam(kernel, adapt, size, channels):
+    g = _generator(size=size, channels=channels)
+    x = torch.rand(3, channels, size, size, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(4, 6, dtype=torch.float64)
+    # max_pairs=5 splits the 12 pairs across chunks that cut through images
+    fast = latent_search(g, x, z0, SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt,
+                                               max_pairs=5, kernel=kernel))
+    slow = latent_search(g, x, z0, SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt,
+                                               kernel="loop"))
+    np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
+
+
+def test_float32_search_matches_loop_to_float_tolerance():
+    g = _generator(dtype=torch.float32, size=16)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    z0 = torch.randn(3, 6)
+    cfg = dict(n_seeds=3, steps=5)
+    fast = latent_search(g, x, z0, SearchConfig(**cfg))
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"))
+    np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-4)
+
+
+def test_zero_steps_is_the_plain_reconstruction_loss_of_the_seeds():
+    g = _generator()
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(5, 6, dtype=torch.float64)
+    res = latent_search(g, x, z0, SearchConfig(n_seeds=5, steps=0))
+    with torch.no_grad():
+        direct = ((g(z0)[None] - x[:, None]) ** 2).flatten(2).sum(-1).numpy()  # (n, seeds)
+    np.testing.assert_allclose(res.seed_losses, direct, rtol=1e-12)
+
+
+def test_search_lowers_the_loss_and_returns_the_loss_after_the_last_update():
+    g = _generator()
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(4, 6, dtype=torch.float64)
+    res = latent_search(g, x, z0, SearchConfig(n_seeds=4, steps=5), record=True)
+    assert res.loss_path.shape == (6, 2, 4)
+    np.testing.assert_allclose(res.loss_path[-1], res.seed_losses)
+    assert (res.loss_path[-1] < res.loss_path[0]).mean() > 0.5
+    np.testing.assert_allclose(res.z_path[-1], res.z)
+
+
+def test_score_of_an_image_does_not_depend_on_its_batch_or_order():
+    g = _generator()
+    x = torch.rand(5, 1, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(3, 6, dtype=torch.float64)
+    cfg = SearchConfig(n_seeds=3, steps=3, max_pairs=4)
+    together = latent_search(g, x, z0, cfg).loss
+    alone = np.array([latent_search(g, x[i : i + 1], z0, cfg).loss[0] for i in range(5)])
+    reversed_ = latent_search(g, x.flip(0), z0, cfg).loss[::-1]
+    np.testing.assert_allclose(together, alone, rtol=1e-12)
+    np.testing.assert_allclose(together, reversed_, rtol=1e-12)
+
+
+def test_generator_is_reset_for_every_image_and_left_untouched():
+    g = _generator()
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(2, 6, dtype=torch.float64)
+    cfg = SearchConfig(n_seeds=2, steps=3, max_pairs=2)
+    first = latent_search(g, x, z0, cfg).loss
+    # the same image again after a different one: any carried-over theta would change it
+    again = latent_search(g, torch.cat([x.flip(-1), x]), z0, cfg).loss[1]
+    assert first[0] == pytest.approx(again, rel=1e-12)
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_adapting_theta_changes_the_result():
+    g = _generator()
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(2, 6, dtype=torch.float64)
+    a = latent_search(g, x, z0, SearchConfig(n_seeds=2, steps=3, lr_theta=1e-2)).seed_losses
+    b = latent_search(g, x, z0, SearchConfig(n_seeds=2, steps=3, adapt_generator=False)).seed_losses
+    assert not np.allclose(a, b)
+
+
+def test_pair_loss_is_the_squared_l2_norm():
+    a = torch.ones(2, 1, 2, 2)
+    b = torch.zeros(2, 1, 2, 2)
+    assert pair_loss(a, b).tolist() == [4.0, 4.0]
+
+
+def test_prior_log_density_is_mean_over_seeds():
+    g = _generator()
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64)
+    z0 = torch.zeros(2, 6, dtype=torch.float64)
+    res = latent_search(g, x, z0, SearchConfig(n_seeds=2, steps=0))
+    assert res.prior_log_density()[0] == pytest.approx(-3 * np.log(2 * np.pi))
