@@ -7,11 +7,19 @@ from sklearn.base import clone
 
 from adgan import ADGAN, load_detector
 from adgan.errors import CheckpointError, DataError
-from adgan.training import TrainConfig, TrainingDiverged, load_gan, train_wgan
 from adgan.nets.dcgan import DCGANConfig
+from adgan.training import TrainConfig, TrainingDiverged, load_gan, train_wgan
 
-TINY = dict(iterations=4, width=4, latent_dim=6, n_seeds=3, steps=2, batch_size=8,
-            calibration=4, device="cpu")
+TINY = dict(
+    iterations=4,
+    width=4,
+    latent_dim=6,
+    n_seeds=3,
+    steps=2,
+    batch_size=8,
+    calibration=4,
+    device="cpu",
+)
 
 
 def _images(n=24, seed=0, size=8):

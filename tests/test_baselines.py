@@ -62,17 +62,18 @@ def data():
 
 
 def classic(model: str, **kw) -> ClassicDetector:
-    return ClassicDetector(model=model, pca_dims=(4, 8), n_folds=5, n_components_grid=(2, 3),
-                           **kw)
+    return ClassicDetector(model=model, pca_dims=(4, 8), n_folds=5, n_components_grid=(2, 3), **kw)
 
 
 DETECTOR_CASES = {
     **{m: (lambda m=m: classic(m)) for m in MODELS},
-    "iforest-alexnet": lambda: classic("iforest", features="alexnet", alexnet_weights="random",
-                                       alexnet_size=64, device="cpu"),
+    "iforest-alexnet": lambda: classic(
+        "iforest", features="alexnet", alexnet_weights="random", alexnet_size=64, device="cpu"
+    ),
     "dcae": lambda: DCAE(epochs=15, width=8, latent_dim=4, batch_size=16, device="cpu"),
-    "vae": lambda: VAE(epochs=15, width=8, latent_dim=4, batch_size=16, n_elbo_samples=4, lr=1e-2,
-                       device="cpu"),
+    "vae": lambda: VAE(
+        epochs=15, width=8, latent_dim=4, batch_size=16, n_elbo_samples=4, lr=1e-2, device="cpu"
+    ),
 }
 
 
@@ -90,11 +91,11 @@ def test_detects_toy_anomalies(name, fitted, data):
     assert scores.shape == (len(test),) and np.all(np.isfinite(scores))
     assert roc_auc_score(is_anomaly, scores) > 0.9
     assert set(np.unique(det.predict(test))) <= {-1, 1}
-    np.testing.assert_array_equal(det.decision_function(test), det.score_samples(test)
-                                  - det.offset_)
+    np.testing.assert_array_equal(
+        det.decision_function(test), det.score_samples(test) - det.offset_
+    )
     # a sample's score does not depend on the batch it is scored in
-    np.testing.assert_allclose(det.score_samples(test[:3]), det.score_samples(test)[:3],
-                               rtol=1e-6)
+    np.testing.assert_allclose(det.score_samples(test[:3]), det.score_samples(test)[:3], rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(DETECTOR_CASES))
@@ -122,8 +123,9 @@ def test_clone(name, fitted):
 def test_autoencoders_are_deterministic(cls, data, fitted):
     normal, test, _ = data
     again = DETECTOR_CASES[cls.__name__.lower()]().fit(normal)
-    np.testing.assert_array_equal(again.score_samples(test),
-                                  fitted[cls.__name__.lower()].score_samples(test))
+    np.testing.assert_array_equal(
+        again.score_samples(test), fitted[cls.__name__.lower()].score_samples(test)
+    )
 
 
 def test_vae_scores_are_elbos(fitted, data):
@@ -142,7 +144,8 @@ def test_vae_scores_are_elbos(fitted, data):
                 loglik.append(torch.distributions.Normal(mean, sigma).log_prob(x[i]).sum())
             kl = torch.distributions.kl_divergence(
                 torch.distributions.Normal(mu[i], (0.5 * logvar[i]).exp()),
-                torch.distributions.Normal(0.0, 1.0)).sum()
+                torch.distributions.Normal(0.0, 1.0),
+            ).sum()
             elbo.append(float(torch.stack(loglik).mean() - kl))
     np.testing.assert_allclose(det.score_samples(data[1][:3]), elbo, rtol=1e-4)
 
@@ -159,8 +162,10 @@ def test_kde_bandwidth_maximises_cross_validated_likelihood(fitted):
     assert det.bandwidth_ in BANDWIDTHS
     Z = det.train_features_
     folds = list(KFold(5, shuffle=True, random_state=0).split(Z))
-    loglik = [np.mean([KernelDensity(bandwidth=h).fit(Z[tr]).score(Z[te]) for tr, te in folds])
-              for h in BANDWIDTHS]
+    loglik = [
+        np.mean([KernelDensity(bandwidth=h).fit(Z[tr]).score(Z[te]) for tr, te in folds])
+        for h in BANDWIDTHS
+    ]
     assert det.bandwidth_ == BANDWIDTHS[int(np.argmax(loglik))]
 
 
@@ -169,8 +174,9 @@ def test_evangelista_criterion_matches_a_plain_loop():
     best, gammas, crit = evangelista_gamma(Z)
     assert best in gammas and best == gammas[np.argmax(crit)]
     for g, c in zip(gammas, crit, strict=True):
-        k = [np.exp(-g * np.sum((Z[i] - Z[j]) ** 2)) for i in range(12) for j in range(12)
-             if i != j]
+        k = [
+            np.exp(-g * np.sum((Z[i] - Z[j]) ** 2)) for i in range(12) for j in range(12) if i != j
+        ]
         assert c == pytest.approx(np.var(k) / (np.mean(k) + 1e-12), rel=1e-9, abs=1e-15)
     # the default grid brackets the median distance, and the optimum lies inside it
     assert 0 < np.argmax(crit) < len(gammas) - 1
@@ -218,14 +224,16 @@ def test_alexnet_parameter_names_are_torchvision_s():
 def test_alexnet_features(data):
     features = load_alexnet("random", seed=1).features
     again = load_alexnet("random", seed=1).features
-    assert all(torch.equal(a, b) for a, b in zip(features.parameters(), again.parameters(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(features.parameters(), again.parameters(), strict=True)
+    )
     X = data[1][:2]
     assert conv_features(features, X, size=64).shape == (2, 256)
     assert conv_features(features, X, size=224).shape == (2, 256 * 6 * 6)
     rgb = np.repeat(X, 3, axis=1)
-    np.testing.assert_allclose(conv_features(features, rgb, 64), conv_features(features, X, 64),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        conv_features(features, rgb, 64), conv_features(features, X, 64), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_alexnet_weights_are_required(data, tmp_path):
@@ -235,22 +243,37 @@ def test_alexnet_weights_are_required(data, tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         ClassicDetector(features="alexnet", alexnet_weights=str(tmp_path / "no.pth")).fit(data[0])
     state = AlexNet().state_dict()
-    for bad in ({k.replace("features", "conv"): v for k, v in state.items()},
-                state | {"features.0.weight": torch.zeros(64, 1, 11, 11)}):
+    for bad in (
+        {k.replace("features", "conv"): v for k, v in state.items()},
+        state | {"features.0.weight": torch.zeros(64, 1, 11, 11)},
+    ):
         torch.save(bad, tmp_path / "bad.pth")
         with pytest.raises(CheckpointError, match="AlexNet") as err:
             ClassicDetector(features="alexnet", alexnet_weights=str(tmp_path / "bad.pth")).fit(
-                data[0])
+                data[0]
+            )
         assert "\n" not in str(err.value)
 
 
 def test_alexnet_weights_file_is_loaded(data, tmp_path):
     net = load_alexnet("random", seed=4)
     torch.save(net.state_dict(), tmp_path / "alexnet.pth")
-    det = classic("iforest", features="alexnet", alexnet_weights=str(tmp_path / "alexnet.pth"),
-                  alexnet_size=64, device="cpu", random_state=4).fit(data[0])
-    ref = classic("iforest", features="alexnet", alexnet_weights="random", alexnet_size=64,
-                  device="cpu", random_state=4).fit(data[0])
+    det = classic(
+        "iforest",
+        features="alexnet",
+        alexnet_weights=str(tmp_path / "alexnet.pth"),
+        alexnet_size=64,
+        device="cpu",
+        random_state=4,
+    ).fit(data[0])
+    ref = classic(
+        "iforest",
+        features="alexnet",
+        alexnet_weights="random",
+        alexnet_size=64,
+        device="cpu",
+        random_state=4,
+    ).fit(data[0])
     np.testing.assert_array_equal(det.score_samples(data[1]), ref.score_samples(data[1]))
 
 

@@ -35,9 +35,22 @@ def preset(tmp_path):
 
 def test_evaluate_writes_records(tmp_path, preset, capsys):
     out = tmp_path / "r.json"
-    rc = main(["evaluate", "--dataset", "digits", "--normal-class", "0,1", "--methods",
-               "adgan,mean-image,prior,discriminator", "--preset", preset, "--out", str(out),
-               "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            "--dataset",
+            "digits",
+            "--normal-class",
+            "0,1",
+            "--methods",
+            "adgan,mean-image,prior,discriminator",
+            "--preset",
+            preset,
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     recs = json.loads(out.read_text())
     assert len(recs) == 8
@@ -63,13 +76,17 @@ def _png_folder(root, n=12, seed=0):
 def test_train_then_score_a_folder(tmp_path, preset):
     data = _png_folder(tmp_path / "normal")
     run = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--preset", preset, "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(["train", "--data", str(data), "--preset", preset, "--out", str(run), "--quiet"]) == 0
+    )
     assert (run / "detector.pt").exists() and (run / "gan" / "samples.png").exists()
     odd = tmp_path / "odd"
     _png_folder(odd, n=3, seed=1)
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(odd / "white.png")
     out = tmp_path / "scores.csv"
-    assert main(["score", "--model", str(run), "--data", str(odd), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(["score", "--model", str(run), "--data", str(odd), "--out", str(out), "--quiet"]) == 0
+    )
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 4 and set(rows[0]) == {"id", "score", "percentile", "flagged"}
     scores = [float(r["score"]) for r in rows]
@@ -83,8 +100,10 @@ def test_train_then_score_a_folder(tmp_path, preset):
         (["evaluate", "--dataset", "digits", "--methods", "nope"], "unknown method 'nope'"),
         (["evaluate", "--dataset", "digits", "--preset", "nope"], "unknown preset 'nope'"),
         (["evaluate", "--dataset", "digits", "--normal-class", "x"], "--normal-class"),
-        (["score", "--model", "/nonexistent/run", "--dataset", "digits", "--out", "o.csv"],
-         "not found"),
+        (
+            ["score", "--model", "/nonexistent/run", "--dataset", "digits", "--out", "o.csv"],
+            "not found",
+        ),
     ],
 )
 def test_bad_input_is_one_line_error(argv, needle, capsys, monkeypatch):
@@ -102,6 +121,19 @@ def test_missing_data_root_names_the_variable(capsys, monkeypatch):
 
 def test_empty_normal_class_in_a_folder_is_an_error(tmp_path, preset, capsys):
     (tmp_path / "empty").mkdir()
-    assert main(["train", "--data", str(tmp_path / "empty"), "--preset", preset, "--out",
-                 str(tmp_path / "r"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "empty"),
+                "--preset",
+                preset,
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "empty" in capsys.readouterr().err

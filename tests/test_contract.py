@@ -8,11 +8,19 @@ from adgan import load_detector
 from adgan.registry import DETECTORS, make_detector
 
 # tiny settings per family: seconds, not accuracy
-GAN = dict(iterations=3, width=4, latent_dim=6, n_seeds=2, steps=2, batch_size=8, calibration=4,
-           device="cpu", anogan_steps=3)
+GAN = dict(
+    iterations=3,
+    width=4,
+    latent_dim=6,
+    n_seeds=2,
+    steps=2,
+    batch_size=8,
+    calibration=4,
+    device="cpu",
+    anogan_steps=3,
+)
 AE = dict(epochs=2)
-CLASSIC = dict(pca_dims=(4, 8), n_components_grid=(2, 3), alexnet_weights="random",
-               alexnet_size=63)
+CLASSIC = dict(pca_dims=(4, 8), n_components_grid=(2, 3), alexnet_weights="random", alexnet_size=63)
 
 
 def build(name):
@@ -58,8 +66,9 @@ def test_save_load_round_trip(name, fitted, images, tmp_path):
     det = fitted[name]
     back = load_detector(det.save(tmp_path / f"{name}.pt"))
     assert type(back) is type(det) and back.get_params() == det.get_params()
-    np.testing.assert_allclose(back.score_samples(images[:5]), det.score_samples(images[:5]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        back.score_samples(images[:5]), det.score_samples(images[:5]), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", list(DETECTORS))
@@ -73,7 +82,19 @@ def test_score_depends_on_the_sample_alone(name, fitted, images):
 
 def test_registry_names_are_the_documented_ones():
     assert set(DETECTORS) == {
-        "adgan", "kde", "ocsvm", "iforest", "gmm", "kde-alexnet", "ocsvm-alexnet",
-        "iforest-alexnet", "gmm-alexnet", "dcae", "vae", "anogan", "discriminator", "prior",
+        "adgan",
+        "kde",
+        "ocsvm",
+        "iforest",
+        "gmm",
+        "kde-alexnet",
+        "ocsvm-alexnet",
+        "iforest-alexnet",
+        "gmm-alexnet",
+        "dcae",
+        "vae",
+        "anogan",
+        "discriminator",
+        "prior",
         "mean-image",
     }

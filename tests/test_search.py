@@ -26,10 +26,15 @@ def test_batched_search_equals_plain_loop_with_torch_adam(kernel, adapt, size, c
     x = torch.rand(3, channels, size, size, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
     # max_pairs=5 splits the 12 pairs across chunks that cut through images
-    fast = latent_search(g, x, z0, SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt,
-                                               max_pairs=5, kernel=kernel))
-    slow = latent_search(g, x, z0, SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt,
-                                               kernel="loop"))
+    fast = latent_search(
+        g,
+        x,
+        z0,
+        SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt, max_pairs=5, kernel=kernel),
+    )
+    slow = latent_search(
+        g, x, z0, SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt, kernel="loop")
+    )
     np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
 

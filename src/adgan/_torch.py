@@ -7,7 +7,6 @@ from contextlib import contextmanager
 
 import torch
 
-
 _depth = 0  # nesting depth: only the outermost block switches the mode
 
 

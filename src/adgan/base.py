@@ -83,7 +83,9 @@ def split_calibration(n: int, calibration: float | int, random_state: int | None
     fitting and calibrates on the training images themselves.
     """
     if isinstance(calibration, float) and not 0.0 <= calibration < 1.0:
-        raise ConfigError(f"calibration: expected a fraction in [0, 1) or a count, got {calibration}")
+        raise ConfigError(
+            f"calibration: expected a fraction in [0, 1) or a count, got {calibration}"
+        )
     n_cal = int(round(calibration * n)) if isinstance(calibration, float) else int(calibration)
     if n_cal <= 0:
         idx = np.arange(n)
@@ -133,7 +135,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _fit_calibrate(self, X):
         X = self._validate(X, reset=True)
         calibration = getattr(self, "calibration", 0.0)
-        fit_idx, cal_idx = split_calibration(len(X), calibration, getattr(self, "random_state", None))
+        fit_idx, cal_idx = split_calibration(
+            len(X), calibration, getattr(self, "random_state", None)
+        )
         self._fit(X[fit_idx])
         scores = self._score(X[cal_idx])
         self.calibration_scores_ = np.sort(np.asarray(scores, dtype=np.float64))

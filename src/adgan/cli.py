@@ -22,16 +22,27 @@ DATA_HELP = (
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds the test draw, training and the search's initial latents (default: 0)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the test draw, training and the search's initial latents (default: 0)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or log messages")
 
 
 def _dataset_args(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], required=required,
-                   help="a labelled dataset: digits (embedded in scikit-learn), mnist or cifar10")
+    p.add_argument(
+        "--dataset",
+        choices=["digits", "mnist", "cifar10"],
+        required=required,
+        help="a labelled dataset: digits (embedded in scikit-learn), mnist or cifar10",
+    )
     p.add_argument("--data-root", default=None, help=DATA_HELP)
 
 
@@ -48,53 +59,101 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"adgan {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("evaluate", help="one-versus-all ROC-AUC for one or more normal classes",
-                       description="Train on the normal class's training images, score a fixed "
-                       "random draw of the whole test set (other classes = anomalous) and print "
-                       "ROC-AUC per method.")
+    p = sub.add_parser(
+        "evaluate",
+        help="one-versus-all ROC-AUC for one or more normal classes",
+        description="Train on the normal class's training images, score a fixed "
+        "random draw of the whole test set (other classes = anomalous) and print "
+        "ROC-AUC per method.",
+    )
     _dataset_args(p)
-    p.add_argument("--normal-class", default="0",
-                   help="normal class: N, a list N,M, a range N-M or all (default: 0)")
-    p.add_argument("--methods", default="adgan",
-                   help=f"comma-separated methods or all (default: adgan); known: {', '.join(DETECTORS)}")
-    p.add_argument("--preset", default=None,
-                   help=f"built-in preset ({presets}) or a TOML file; sets the dataset default, "
-                   "the protocol and the methods' parameters")
-    p.add_argument("--n-test", type=int, default=None,
-                   help="test items drawn from the whole test set (default: the preset's, else 5000)")
+    p.add_argument(
+        "--normal-class",
+        default="0",
+        help="normal class: N, a list N,M, a range N-M or all (default: 0)",
+    )
+    p.add_argument(
+        "--methods",
+        default="adgan",
+        help=f"comma-separated methods or all (default: adgan); known: {', '.join(DETECTORS)}",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"built-in preset ({presets}) or a TOML file; sets the dataset default, "
+        "the protocol and the methods' parameters",
+    )
+    p.add_argument(
+        "--n-test",
+        type=int,
+        default=None,
+        help="test items drawn from the whole test set (default: the preset's, else 5000)",
+    )
     p.add_argument("--out", default=None, help="write the records as a JSON list to this file")
-    p.add_argument("--work-dir", default=None,
-                   help="keep GAN checkpoints here (reused and resumed by later runs)")
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="keep GAN checkpoints here (reused and resumed by later runs)",
+    )
     _common(p)
 
-    p = sub.add_parser("train", help="fit a detector on normal images and save it",
-                       description="Fit a detector on the training images of one class of a "
-                       "dataset, or on a folder of images, and save it with its training "
-                       "checkpoint, loss log and sample grid in --out.")
+    p = sub.add_parser(
+        "train",
+        help="fit a detector on normal images and save it",
+        description="Fit a detector on the training images of one class of a "
+        "dataset, or on a folder of images, and save it with its training "
+        "checkpoint, loss log and sample grid in --out.",
+    )
     _dataset_args(p)
-    p.add_argument("--normal-class", type=int, default=None,
-                   help="with --dataset: the class whose training images are normal")
-    p.add_argument("--data", default=None,
-                   help="instead of --dataset: a folder of PNG/JPEG images (all normal)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="with --data: resize images to this square size (e.g. 28, 32, 64)")
-    p.add_argument("--channels", type=int, choices=[1, 3], default=None,
-                   help="with --data: 1 (gray) or 3 (RGB); default: inferred from the images")
+    p.add_argument(
+        "--normal-class",
+        type=int,
+        default=None,
+        help="with --dataset: the class whose training images are normal",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="instead of --dataset: a folder of PNG/JPEG images (all normal)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="with --data: resize images to this square size (e.g. 28, 32, 64)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=[1, 3],
+        default=None,
+        help="with --data: 1 (gray) or 3 (RGB); default: inferred from the images",
+    )
     p.add_argument("--method", default="adgan", help="detector to fit (default: adgan)")
     p.add_argument("--preset", default=None, help=f"built-in preset ({presets}) or a TOML file")
-    p.add_argument("--iterations", type=int, default=None,
-                   help="override the preset's generator iterations")
+    p.add_argument(
+        "--iterations", type=int, default=None, help="override the preset's generator iterations"
+    )
     p.add_argument("--out", required=True, help="run folder: detector.pt and training files")
     _common(p)
 
-    p = sub.add_parser("score", help="score images with a saved detector, most anomalous first",
-                       description="Write a CSV of id (image path or index), anomaly score, "
-                       "its percentile among the calibration images and whether it is past the "
-                       "threshold, sorted most anomalous first.")
-    p.add_argument("--model", required=True, help="a run folder from `adgan train` or a detector file")
+    p = sub.add_parser(
+        "score",
+        help="score images with a saved detector, most anomalous first",
+        description="Write a CSV of id (image path or index), anomaly score, "
+        "its percentile among the calibration images and whether it is past the "
+        "threshold, sorted most anomalous first.",
+    )
+    p.add_argument(
+        "--model", required=True, help="a run folder from `adgan train` or a detector file"
+    )
     _dataset_args(p)
-    p.add_argument("--split", choices=["train", "test"], default="test",
-                   help="with --dataset: which split to score (default: test)")
+    p.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="test",
+        help="with --dataset: which split to score (default: test)",
+    )
     p.add_argument("--data", default=None, help="instead of --dataset: a folder of images")
     p.add_argument("--out", required=True, help="CSV file to write")
     _common(p)
@@ -103,11 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        return {"evaluate": cmd_evaluate, "train": cmd_train, "score": cmd_score}[args.command](args)
+        return {"evaluate": cmd_evaluate, "train": cmd_train, "score": cmd_score}[args.command](
+            args
+        )
     except AdganError as exc:
         print(f"adgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -129,19 +189,34 @@ def cmd_evaluate(args) -> int:
 
     preset, dataset = _preset_and_dataset(args)
     if dataset is None:
-        raise ConfigError("--dataset: required (digits, mnist or cifar10) when the preset names none")
+        raise ConfigError(
+            "--dataset: required (digits, mnist or cifar10) when the preset names none"
+        )
     methods = parse_methods(args.methods)
     classes = parse_classes(args.normal_class)
     train, test = load_for(dataset, args.data_root)
     records: list[dict] = []
     for c in classes:
-        for rec in evaluate_class(train, test, dataset, c, methods, preset, seed=args.seed,
-                                  device=args.device, n_test=args.n_test,
-                                  work_dir=args.work_dir, verbose=not args.quiet):
+        for rec in evaluate_class(
+            train,
+            test,
+            dataset,
+            c,
+            methods,
+            preset,
+            seed=args.seed,
+            device=args.device,
+            n_test=args.n_test,
+            work_dir=args.work_dir,
+            verbose=not args.quiet,
+        ):
             records.append(rec)
-            print(f"{dataset} class {c} {rec['method']:<14} AUC {rec['auc']:.4f}  "
-                  f"(n_train {rec['n_train']}, n_test {rec['n_test']}, fit {rec['fit_seconds']:.1f}s, "
-                  f"score {rec['score_seconds']:.1f}s)", flush=True)
+            print(
+                f"{dataset} class {c} {rec['method']:<14} AUC {rec['auc']:.4f}  "
+                f"(n_train {rec['n_train']}, n_test {rec['n_test']}, "
+                f"fit {rec['fit_seconds']:.1f}s, score {rec['score_seconds']:.1f}s)",
+                flush=True,
+            )
             if args.out:
                 _write_json(args.out, records)
     if len(classes) > 1:
@@ -165,8 +240,9 @@ def cmd_train(args) -> int:
 
     preset, dataset = _preset_and_dataset(args)
     if args.data is not None:
-        images = load_folder(args.data, channels=args.channels, size=args.image_size,
-                             labelled=False).images
+        images = load_folder(
+            args.data, channels=args.channels, size=args.image_size, labelled=False
+        ).images
     else:
         if dataset is None or args.normal_class is None:
             raise ConfigError("train: give --data FOLDER, or --dataset with --normal-class")
@@ -176,13 +252,19 @@ def cmd_train(args) -> int:
     params = preset.params_for(args.method)
     if args.iterations is not None:
         params["iterations"] = args.iterations
-    params.update(random_state=args.seed, device=args.device, verbose=not args.quiet,
-                  work_dir=str(out / "gan"))
+    params.update(
+        random_state=args.seed,
+        device=args.device,
+        verbose=not args.quiet,
+        work_dir=str(out / "gan"),
+    )
     det = make_detector(args.method, **params)
     det.fit(images)
     path = det.save(out / "detector.pt")
-    print(f"trained {args.method} on {len(images)} images; saved {path}; threshold "
-          f"(anomaly score) {-det.offset_:.6g}")
+    print(
+        f"trained {args.method} on {len(images)} images; saved {path}; threshold "
+        f"(anomaly score) {-det.offset_:.6g}"
+    )
     return 0
 
 
@@ -220,7 +302,8 @@ def cmd_score(args) -> int:
         w.writerow(["id", "score", "percentile", "flagged"])
         for i in order:
             w.writerow([ids[i], f"{scores[i]:.6g}", f"{pct[i]:.2f}", int(scores[i] > threshold)])
-    print(f"scored {len(images)} images -> {out}; {int((scores > threshold).sum())} past the threshold")
+    n_flagged = int((scores > threshold).sum())
+    print(f"scored {len(images)} images -> {out}; {n_flagged} past the threshold")
     return 0
 
 

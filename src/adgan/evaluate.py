@@ -31,7 +31,9 @@ def parse_methods(text: str) -> list[str]:
         return list(DETECTORS)
     for m in names:
         if m not in DETECTORS:
-            raise ConfigError(f"--methods: unknown method {m!r}; known: {', '.join(DETECTORS)}, all")
+            raise ConfigError(
+                f"--methods: unknown method {m!r}; known: {', '.join(DETECTORS)}, all"
+            )
     if not names:
         raise ConfigError("--methods: expected a comma-separated list of method names")
     return names
@@ -88,8 +90,9 @@ def evaluate_class(
     ``keep``, when given, receives the fitted detectors and the task by method name.
     """
     n_test = n_test if n_test is not None else preset.protocol.get("n_test", 5000)
-    task = one_vs_all(train, test, normal_class, n_test=n_test, seed=seed,
-                      n_train=preset.protocol.get("n_train"))
+    task = one_vs_all(
+        train, test, normal_class, n_test=n_test, seed=seed, n_train=preset.protocol.get("n_train")
+    )
     with ExitStack() as stack:
         if work_dir is None:
             work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="adgan-"))
@@ -133,8 +136,9 @@ def evaluate_class(
             }
 
 
-def labelled_training_set(train: ImageSet, x_normal: np.ndarray, normal_class: int, seed: int,
-                          fraction: float = 0.1):
+def labelled_training_set(
+    train: ImageSet, x_normal: np.ndarray, normal_class: int, seed: int, fraction: float = 0.1
+):
     """The normal training images plus anomalies drawn from the other classes' training
     images (``fraction`` of the normal count, at least 20), labelled +1 / -1."""
     others = np.flatnonzero(train.labels != normal_class)

@@ -17,11 +17,15 @@ def to_uint8_hwc(images: np.ndarray) -> np.ndarray:
     """(n, C, H, W) uint8 or float in [-1, 1] -> (n, H, W, C) uint8."""
     images = np.asarray(images)
     if images.dtype != np.uint8:
-        images = np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        images = np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(
+            np.uint8
+        )
     return images.transpose(0, 2, 3, 1)
 
 
-def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2, scale: int = 1) -> Image.Image:
+def image_grid(
+    images: np.ndarray, nrow: int | None = None, pad: int = 2, scale: int = 1
+) -> Image.Image:
     """Tile images (n, C, H, W) into one picture, row by row."""
     imgs = to_uint8_hwc(images)
     n, h, w, c = imgs.shape
@@ -38,7 +42,9 @@ def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2, scale:
     return pic
 
 
-def save_image_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
+def save_image_grid(
+    images: np.ndarray, path: str | Path, nrow: int | None = None, scale: int = 2
+) -> Path:
     path = Path(path)
     pic = image_grid(images, nrow=nrow, scale=scale)
     return atomic_write(path, lambda fh: pic.save(fh, format="PNG"))

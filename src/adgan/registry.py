@@ -51,6 +51,8 @@ def make_detector(name: str, **params: Any):
 def name_of(detector) -> str:
     """Registry name of a detector instance (exact class and default parameters)."""
     for name, (cls, defaults) in DETECTORS.items():
-        if type(detector) is cls and all(getattr(detector, k, None) == v for k, v in defaults.items()):
+        if type(detector) is cls and all(
+            getattr(detector, k, None) == v for k, v in defaults.items()
+        ):
             return name
     raise ConfigError(f"{type(detector).__name__} is not a registered detector")

@@ -65,7 +65,9 @@ class SearchConfig:
 
     def validate(self) -> SearchConfig:
         if self.n_seeds < 1 or self.steps < 0:
-            raise ConfigError(f"n_seeds must be >= 1 and steps >= 0, got {self.n_seeds}, {self.steps}")
+            raise ConfigError(
+                f"n_seeds must be >= 1 and steps >= 0, got {self.n_seeds}, {self.steps}"
+            )
         if self.kernel not in KERNELS:
             raise ConfigError(f"kernel: expected one of {KERNELS}, got {self.kernel!r}")
         return self
@@ -119,8 +121,12 @@ def batched_generate(gen: Generator, params: list[torch.Tensor], z: torch.Tensor
             h = torch.bmm(h.unsqueeze(1), Wm).reshape(P, cout, k, k)  # (P, Cout, s0, s0)
         else:
             side = h.shape[-1]
-            cols = torch.bmm(Wm.transpose(1, 2), h.reshape(P, cin, side * side))  # (P, Cout*k*k, HW)
-            h = F.fold(cols, (2 * side, 2 * side), kernel_size=k, stride=2, padding=1)  # (P, Cout, 2H, 2W)
+            cols = torch.bmm(
+                Wm.transpose(1, 2), h.reshape(P, cin, side * side)
+            )  # (P, Cout*k*k, HW)
+            h = F.fold(
+                cols, (2 * side, 2 * side), kernel_size=k, stride=2, padding=1
+            )  # (P, Cout, 2H, 2W)
         if i < n_layers - 1:
             bn = gen.norms[i]
             gamma, beta = next(it), next(it)  # (P, Cout) each
@@ -184,7 +190,9 @@ def latent_search(
             if P not in kernels:  # at most two sizes: the chunk and the remainder
                 kernels[P] = FusedKernel(gen, P)
             return kernels[P].run(xs, zs, cfg, record)
-        return (_search_pairs_bmm if kernel == "bmm" else _search_pairs_loop)(gen, xs, zs, cfg, record)
+        return (_search_pairs_bmm if kernel == "bmm" else _search_pairs_loop)(
+            gen, xs, zs, cfg, record
+        )
 
     done_images = 0
     with flush_denormals():
@@ -219,7 +227,9 @@ def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
     """One chunk of P pairs: stacked parameters, batched forward, fused Adam."""
     P = xs.shape[0]
     with torch.no_grad():
-        theta = [p.detach().unsqueeze(0).repeat(P, *([1] * p.dim())) for p in generator_parameters(gen)]
+        theta = [
+            p.detach().unsqueeze(0).repeat(P, *([1] * p.dim())) for p in generator_parameters(gen)
+        ]
     z = zs.detach().clone()
     z.requires_grad_(True)
     fused = {"fused": True} if xs.device.type in ("cpu", "cuda") else {}
@@ -278,16 +288,23 @@ class FusedKernel:
         self._hyper: tuple | None = None
         # running-statistics normalisation per BatchNorm layer: (inv_std, mean) as (1, C, 1, 1)
         self.bn = [
-            (torch.rsqrt(n.running_var + n.eps)[None, :, None, None], n.running_mean[None, :, None, None])
+            (
+                torch.rsqrt(n.running_var + n.eps)[None, :, None, None],
+                n.running_mean[None, :, None, None],
+            )
             for n in gen.norms
         ]
 
     def _optimizers(self, cfg: SearchConfig):
         hyper = (cfg.lr_z, cfg.lr_theta, cfg.betas, cfg.eps, cfg.adapt_generator)
         if hyper != self._hyper:
-            self.opt_z = torch.optim.Adam([self.z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps, **self._fused)
+            self.opt_z = torch.optim.Adam(
+                [self.z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps, **self._fused
+            )
             self.opt_t = (
-                torch.optim.Adam(self.theta, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, **self._fused)
+                torch.optim.Adam(
+                    self.theta, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, **self._fused
+                )
                 if cfg.adapt_generator
                 else None
             )
@@ -315,7 +332,9 @@ class FusedKernel:
                 a = torch.bmm(h.unsqueeze(1), Wm).view(P, cout, k, k)  # (P, Cout, s0, s0)
             else:
                 side = h.shape[-1]
-                cols = torch.bmm(Wm.transpose(1, 2), h.reshape(P, cin, side * side))  # (P, Cout*k*k, HW)
+                cols = torch.bmm(
+                    Wm.transpose(1, 2), h.reshape(P, cin, side * side)
+                )  # (P, Cout*k*k, HW)
                 a = F.fold(cols, (2 * side, 2 * side), kernel_size=k, stride=2, padding=1)
             if i < len(gen.norms):
                 inv, mean = self.bn[i]
@@ -400,7 +419,11 @@ def _search_pairs_loop(gen, xs, zs, cfg: SearchConfig, record: bool):
         z = zs[p : p + 1].detach().clone().requires_grad_(True)
         opt_z = torch.optim.Adam([z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps)
         params = list(g.parameters()) if cfg.adapt_generator else []
-        opt_t = torch.optim.Adam(params, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps) if params else None
+        opt_t = (
+            torch.optim.Adam(params, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps)
+            if params
+            else None
+        )
         if not params:
             g.requires_grad_(False)
         zp, lp = [], []

@@ -70,7 +70,10 @@ class TrainConfig:
 def make_optimizers(gen: Generator, critic: Critic, cfg: TrainConfig):
     lr = cfg.learning_rate
     if cfg.objective == "wgan":
-        return (torch.optim.RMSprop(gen.parameters(), lr=lr), torch.optim.RMSprop(critic.parameters(), lr=lr))
+        return (
+            torch.optim.RMSprop(gen.parameters(), lr=lr),
+            torch.optim.RMSprop(critic.parameters(), lr=lr),
+        )
     return (
         torch.optim.Adam(gen.parameters(), lr=lr, betas=cfg.betas),
         torch.optim.Adam(critic.parameters(), lr=lr, betas=cfg.betas),
@@ -179,7 +182,9 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         if out is not None:
             _append_log(out / "losses.csv", rec)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-                save_checkpoint(out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, it + 1)
+                save_checkpoint(
+                    out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, it + 1
+                )
         if progress is not None:
             progress(it + 1, rec)
     for p in critic.parameters():
@@ -188,13 +193,17 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
     gen.eval()
     critic.eval()
     if out is not None:
-        save_checkpoint(out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, cfg.iterations)
+        save_checkpoint(
+            out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, cfg.iterations
+        )
         save_sample_grid(gen, out / "samples.png", seed=seed)
     return gen, critic, history
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(gen: Generator, seed: int, batches: int = 20, batch_size: int = 256) -> None:
+def recalibrate_batchnorm(
+    gen: Generator, seed: int, batches: int = 20, batch_size: int = 256
+) -> None:
     """Replace the generator's running BatchNorm statistics by exact averages over fresh
     prior samples, so that eval mode (used by the search) sees the statistics of the final
     weights rather than an exponential average over training."""
@@ -279,7 +288,9 @@ def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng):
     if {k: v for k, v in old.items() if k != "iterations"} != {
         k: v for k, v in mine.items() if k != "iterations"
     } or blob["seed"] != seed:
-        raise CheckpointError(f"{ck}: made with other training settings or seed; use another folder")
+        raise CheckpointError(
+            f"{ck}: made with other training settings or seed; use another folder"
+        )
     _load_state(gen, blob["generator"], ck, "generator")
     _load_state(critic, blob["critic"], ck, "critic")
     opt_g.load_state_dict(blob["opt_g"])
@@ -304,7 +315,14 @@ def _read_log(path: Path) -> list[dict]:
     return out
 
 
-LOG_FIELDS = ["iteration", "critic_loss", "wasserstein_estimate", "generator_loss", "gradient_penalty", "seconds"]
+LOG_FIELDS = [
+    "iteration",
+    "critic_loss",
+    "wasserstein_estimate",
+    "generator_loss",
+    "gradient_penalty",
+    "seconds",
+]
 
 
 def _rewrite_log(path: Path, history: list[dict]) -> None:

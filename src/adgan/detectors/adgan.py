@@ -129,20 +129,29 @@ class ADGAN(BaseDetector):
 
             raise DataError(f"X: expected square images, got {h}x{w}")
         norm = "batch" if self.objective == "wgan" else "layer"
-        return DCGANConfig(image_size=h, channels=c, latent_dim=self.latent_dim, width=self.width,
-                           critic_norm=norm)
+        return DCGANConfig(
+            image_size=h, channels=c, latent_dim=self.latent_dim, width=self.width, critic_norm=norm
+        )
 
     def search_config(self) -> SearchConfig:
         return SearchConfig(
-            n_seeds=self.n_seeds, steps=self.steps, lr_z=self.lr_z, lr_theta=self.lr_theta,
-            adapt_generator=self.adapt_generator, kernel=self.kernel, max_pairs=self.max_pairs,
+            n_seeds=self.n_seeds,
+            steps=self.steps,
+            lr_z=self.lr_z,
+            lr_theta=self.lr_theta,
+            adapt_generator=self.adapt_generator,
+            kernel=self.kernel,
+            max_pairs=self.max_pairs,
             memory_mb=self.memory_mb,
         ).validate()
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
-            objective=self.objective, iterations=self.iterations, batch_size=self.batch_size,
-            n_critic=self.n_critic, lr=self.lr,
+            objective=self.objective,
+            iterations=self.iterations,
+            batch_size=self.batch_size,
+            n_critic=self.n_critic,
+            lr=self.lr,
         ).validate()
 
     # -- fitting ------------------------------------------------------------------------
@@ -155,15 +164,22 @@ class ADGAN(BaseDetector):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.iterations, desc="train WGAN", unit="it")
+
         def progress(it, rec):
             if bar is not None:
                 bar.n = it
                 bar.set_postfix(W=f"{rec['wasserstein_estimate']:.3g}", refresh=False)
                 bar.refresh()
+
         try:
             gen, critic, history = train_wgan(
-                torch.from_numpy(X), arch, self.train_config(), seed=self.random_state,
-                device=dev, out_dir=self.work_dir, progress=progress,
+                torch.from_numpy(X),
+                arch,
+                self.train_config(),
+                seed=self.random_state,
+                device=dev,
+                out_dir=self.work_dir,
+                progress=progress,
             )
         finally:
             if bar is not None:
@@ -186,7 +202,11 @@ class ADGAN(BaseDetector):
             bar = tqdm(total=len(X), desc="ADGAN search", unit="img")
         try:
             return latent_search(
-                self.generator_, X, self.z0_, self.search_config(), record=record,
+                self.generator_,
+                X,
+                self.z0_,
+                self.search_config(),
+                record=record,
                 progress=bar.update if bar is not None else None,
             )
         finally:

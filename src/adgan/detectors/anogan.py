@@ -38,8 +38,15 @@ class AnoGAN(ADGAN):
 
     _extra = ("anogan_steps", "anogan_lr", "anogan_lambda", "anogan_batch")
 
-    def __init__(self, *, anogan_steps: int = 500, anogan_lr: float = 0.01,
-                 anogan_lambda: float = 0.1, anogan_batch: int = 512, **kwargs):
+    def __init__(
+        self,
+        *,
+        anogan_steps: int = 500,
+        anogan_lr: float = 0.01,
+        anogan_lambda: float = 0.1,
+        anogan_batch: int = 512,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.anogan_steps = anogan_steps
         self.anogan_lr = anogan_lr
@@ -51,8 +58,12 @@ class AnoGAN(ADGAN):
         return sorted(set(ADGAN._get_param_names()) | set(cls._extra))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._search_batch(X[i : i + self.anogan_batch])
-                               for i in range(0, len(X), self.anogan_batch)])
+        return np.concatenate(
+            [
+                self._search_batch(X[i : i + self.anogan_batch])
+                for i in range(0, len(X), self.anogan_batch)
+            ]
+        )
 
     def _search_batch(self, X: np.ndarray) -> np.ndarray:
         gen, critic = self.generator_.eval(), self.critic_.eval()
@@ -71,7 +82,8 @@ class AnoGAN(ADGAN):
             for step in range(self.anogan_steps + 1):
                 gz = gen(z)
                 loss = (1 - lam) * (x - gz).abs().flatten(1).sum(1) + lam * (
-                    fx - critic.features(gz)).abs().flatten(1).sum(1)  # (n,)
+                    fx - critic.features(gz)
+                ).abs().flatten(1).sum(1)  # (n,)
                 if step == self.anogan_steps:
                     break
                 opt.zero_grad(set_to_none=True)

@@ -31,9 +31,14 @@ class _ConvAEDetector(BaseDetector):
         c, h, w = shape
         if h != w:
             raise DataError(f"X: expected square images, got {h}x{w}")
-        return AEConfig(image_size=h, channels=c, latent_dim=self.latent_dim, width=self.width,
-                        variational=self._variational,
-                        decoder_std=getattr(self, "decoder_std", None)).validate()
+        return AEConfig(
+            image_size=h,
+            channels=c,
+            latent_dim=self.latent_dim,
+            width=self.width,
+            variational=self._variational,
+            decoder_std=getattr(self, "decoder_std", None),
+        ).validate()
 
     @staticmethod
     def _build(arch: AEConfig) -> nn.Module:
@@ -311,8 +316,9 @@ class VAE(_ConvAEDetector):
         eps = self.eps_.to(x.device)
         # decode at most SCORE_BATCH latent vectors at once
         step = max(1, SCORE_BATCH // len(eps))
-        return torch.cat([-self.net_.neg_elbo(x[i : i + step], eps)
-                          for i in range(0, len(x), step)])
+        return torch.cat(
+            [-self.net_.neg_elbo(x[i : i + step], eps) for i in range(0, len(x), step)]
+        )
 
     def _get_state(self) -> dict:
         return super()._get_state() | {"eps": self.eps_.cpu()}

@@ -277,7 +277,7 @@ class ClassicDetector(BaseDetector):
     # -- input ------------------------------------------------------------------------------
     @property
     def input_kind(self) -> str:  # type: ignore[override]
-        """"features" once fitted on (n, d) arrays, else "images" (what ``save`` records)."""
+        """ "features" once fitted on (n, d) arrays, else "images" (what ``save`` records)."""
         if hasattr(self, "n_features_in_") and not hasattr(self, "image_shape_"):
             return "features"
         return "images"
@@ -314,7 +314,8 @@ class ClassicDetector(BaseDetector):
             warnings.warn(
                 "y: only labels 1 (inlier) / -1 (outlier) choose the PCA dimension; "
                 f"got values {sorted(values, key=str)[:5]}, so y is ignored",
-                UserWarning, stacklevel=3,
+                UserWarning,
+                stacklevel=3,
             )
             return None
         if 1 not in values:
@@ -325,8 +326,9 @@ class ClassicDetector(BaseDetector):
         if self.features == "alexnet":
             from adgan.nets.alexnet import conv_features
 
-            return conv_features(self.alexnet_, X, self.alexnet_size, self.batch_size,
-                                 resolve_device(self.device))
+            return conv_features(
+                self.alexnet_, X, self.alexnet_size, self.batch_size, resolve_device(self.device)
+            )
         return X.reshape(len(X), -1).astype(np.float64, copy=False)
 
     def _clip_dim(self, dim: int, n: int, d: int) -> int:
@@ -374,8 +376,12 @@ class ClassicDetector(BaseDetector):
         from sklearn.model_selection import train_test_split
 
         try:
-            tr, ho = train_test_split(np.arange(len(F)), test_size=self.holdout,
-                                      stratify=labels, random_state=self.random_state)
+            tr, ho = train_test_split(
+                np.arange(len(F)),
+                test_size=self.holdout,
+                stratify=labels,
+                random_state=self.random_state,
+            )
         except ValueError as exc:
             raise DataError(
                 f"y: cannot hold out a stratified {self.holdout} of {len(F)} labelled items "
@@ -418,18 +424,23 @@ class ClassicDetector(BaseDetector):
             from sklearn.model_selection import GridSearchCV, KFold
             from sklearn.neighbors import KernelDensity
 
-            folds = KFold(min(int(self.n_folds), len(Z)), shuffle=True,
-                          random_state=self.random_state)
+            folds = KFold(
+                min(int(self.n_folds), len(Z)), shuffle=True, random_state=self.random_state
+            )
             # GridSearchCV scores with KernelDensity.score: the held-out log-likelihood
-            search = GridSearchCV(KernelDensity(kernel="gaussian"),
-                                  {"bandwidth": [float(h) for h in self.bandwidths]}, cv=folds)
+            search = GridSearchCV(
+                KernelDensity(kernel="gaussian"),
+                {"bandwidth": [float(h) for h in self.bandwidths]},
+                cv=folds,
+            )
             search.fit(Z)
             h = float(search.best_params_["bandwidth"])
             log.info("KDE bandwidth %g", h)
             return {"model_": search.best_estimator_, "bandwidth_": h}
         if self.model == "ocsvm":
-            gamma, _, _ = evangelista_gamma(Z, self.gamma_grid, self.kernel_max_samples,
-                                            self.random_state)
+            gamma, _, _ = evangelista_gamma(
+                Z, self.gamma_grid, self.kernel_max_samples, self.random_state
+            )
             log.info("OC-SVM gamma %g", gamma)
             return {"model_": self._refit(Z, {"gamma_": gamma}), "gamma_": gamma}
         if self.model == "iforest":
@@ -438,8 +449,12 @@ class ClassicDetector(BaseDetector):
 
         best, best_bic = None, np.inf
         for k in sorted({int(k) for k in self.n_components_grid if int(k) <= len(Z)}):
-            gmm = GaussianMixture(k, covariance_type=self.covariance_type,
-                                  reg_covar=self.reg_covar, random_state=self.random_state)
+            gmm = GaussianMixture(
+                k,
+                covariance_type=self.covariance_type,
+                reg_covar=self.reg_covar,
+                random_state=self.random_state,
+            )
             bic = gmm.fit(Z).bic(Z)
             if bic < best_bic:
                 best, best_bic = gmm, bic
@@ -485,8 +500,11 @@ class ClassicDetector(BaseDetector):
 
     # -- persistence --------------------------------------------------------------------------
     def _hyper(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("bandwidth_", "gamma_", "n_components_")
-                if hasattr(self, k)}
+        return {
+            k: getattr(self, k)
+            for k in ("bandwidth_", "gamma_", "n_components_")
+            if hasattr(self, k)
+        }
 
     def _get_state(self) -> dict[str, Any]:
         t = torch.from_numpy
@@ -502,8 +520,10 @@ class ClassicDetector(BaseDetector):
         }
         if self.model == "gmm":
             m = self.model_
-            state["gmm"] = {k: t(np.array(getattr(m, k), dtype=np.float64)) for k in
-                            ("weights_", "means_", "covariances_", "precisions_cholesky_")}
+            state["gmm"] = {
+                k: t(np.array(getattr(m, k), dtype=np.float64))
+                for k in ("weights_", "means_", "covariances_", "precisions_cholesky_")
+            }
         if self.features == "alexnet":
             state["alexnet"] = {k: v.detach().cpu() for k, v in self.alexnet_.state_dict().items()}
         return state
@@ -519,8 +539,12 @@ class ClassicDetector(BaseDetector):
         if self.model == "gmm":
             from sklearn.mixture import GaussianMixture
 
-            gmm = GaussianMixture(self.n_components_, covariance_type=self.covariance_type,
-                                  reg_covar=self.reg_covar, random_state=self.random_state)
+            gmm = GaussianMixture(
+                self.n_components_,
+                covariance_type=self.covariance_type,
+                reg_covar=self.reg_covar,
+                random_state=self.random_state,
+            )
             for k, v in state["gmm"].items():
                 setattr(gmm, k, v.numpy())
             gmm.n_features_in_ = self.train_features_.shape[1]
@@ -530,8 +554,11 @@ class ClassicDetector(BaseDetector):
             self.model_ = self._refit(self.train_features_, self._hyper())
         check = self._model_score(vars(self), self.train_features_[:8])
         if not np.allclose(check, state["check_scores"].numpy(), rtol=1e-6, atol=1e-9):
-            log.warning("the refit %s scores differently from the saved one (another "
-                        "scikit-learn version?); scores may differ slightly", self.model)
+            log.warning(
+                "the refit %s scores differently from the saved one (another "
+                "scikit-learn version?); scores may differ slightly",
+                self.model,
+            )
         if self.features == "alexnet":
             from adgan.nets.alexnet import conv_stack
             from adgan.training import _load_state

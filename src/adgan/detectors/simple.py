@@ -30,8 +30,9 @@ class MeanImage(BaseDetector):
     array([16., 16.])
     """
 
-    def __init__(self, *, contamination: float = 0.05, calibration: float | int = 0.0,
-                 random_state: int = 0):
+    def __init__(
+        self, *, contamination: float = 0.05, calibration: float | int = 0.0, random_state: int = 0
+    ):
         self.contamination = contamination
         self.calibration = calibration
         self.random_state = random_state

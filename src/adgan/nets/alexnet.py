@@ -29,7 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIZE = 63
 
 WEIGHTS_HINT = (
-    'make one on a machine with torchvision: torch.save(torchvision.models.alexnet('
+    "make one on a machine with torchvision: torch.save(torchvision.models.alexnet("
     'weights="DEFAULT").state_dict(), "alexnet.pth")'
 )
 
@@ -123,8 +123,9 @@ def preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -132,7 +133,10 @@ def preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
 
 @torch.no_grad()
 def conv_features(
-    features: nn.Module, images: np.ndarray, size: int = 224, batch_size: int = 128,
+    features: nn.Module,
+    images: np.ndarray,
+    size: int = 224,
+    batch_size: int = 128,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Flattened output of ``features`` (AlexNet's conv stack) for images in [-1, 1].

@@ -32,13 +32,18 @@ class AEConfig:
     def validate(self) -> AEConfig:
         self.dcgan().validate()
         if self.decoder_std is not None and not self.decoder_std > 0:
-            raise ConfigError(f"decoder_std: expected a positive number or None, got "
-                              f"{self.decoder_std}")
+            raise ConfigError(
+                f"decoder_std: expected a positive number or None, got {self.decoder_std}"
+            )
         return self
 
     def dcgan(self) -> DCGANConfig:
-        return DCGANConfig(image_size=self.image_size, channels=self.channels,
-                           latent_dim=self.latent_dim, width=self.width)
+        return DCGANConfig(
+            image_size=self.image_size,
+            channels=self.channels,
+            latent_dim=self.latent_dim,
+            width=self.width,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,8 +59,11 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = []
         for i in range(m):
             # no conv bias: the batch norm right after removes it
-            layers += [nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(widths[i + 1]), nn.ReLU()]
+            layers += [
+                nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=False),
+                nn.BatchNorm2d(widths[i + 1]),
+                nn.ReLU(),
+            ]
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(widths[-1], out_dim, s0, 1, 0)
         self.apply(dcgan_init)
@@ -88,8 +96,9 @@ class ConvVAE(nn.Module):
         self.encoder = Encoder(config, 2 * config.latent_dim)
         self.decoder = Generator(config.dcgan())
         std = 1.0 if config.decoder_std is None else float(config.decoder_std)
-        self.log_std = nn.Parameter(torch.tensor(math.log(std)),
-                                    requires_grad=config.decoder_std is None)
+        self.log_std = nn.Parameter(
+            torch.tensor(math.log(std)), requires_grad=config.decoder_std is None
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)

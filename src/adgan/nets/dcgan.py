@@ -45,7 +45,9 @@ class DCGANConfig:
         if self.latent_dim < 1 or self.width < 1:
             raise ConfigError("latent_dim and width must be positive")
         if self.critic_norm not in ("batch", "layer", "none"):
-            raise ConfigError(f"critic_norm: expected batch, layer or none, got {self.critic_norm!r}")
+            raise ConfigError(
+                f"critic_norm: expected batch, layer or none, got {self.critic_norm!r}"
+            )
         return self
 
     def to_dict(self) -> dict:

@@ -28,8 +28,9 @@ class Preset:
 
 
 def available_presets() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("adgan.presets").iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(
+        p.name[:-5] for p in resources.files("adgan.presets").iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_preset(name_or_path: str | None) -> Preset:
@@ -44,9 +45,8 @@ def load_preset(name_or_path: str | None) -> Preset:
     else:
         res = resources.files("adgan.presets") / f"{name_or_path}.toml"
         if not res.is_file():
-            raise ConfigError(
-                f"--preset: unknown preset {name_or_path!r}; built in: {', '.join(available_presets())}"
-            )
+            known = ", ".join(available_presets())
+            raise ConfigError(f"--preset: unknown preset {name_or_path!r}; built in: {known}")
         text, name = res.read_text(), name_or_path
     try:
         data = tomllib.loads(text)
