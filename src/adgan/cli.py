@@ -6,7 +6,6 @@ import argparse
 import csv
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -91,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="write the records as a JSON list to this file")
     p.add_argument(
+        "--alexnet-weights",
+        default=None,
+        help="torchvision AlexNet state dict (.pth) for the *-alexnet methods; nothing is "
+        "downloaded",
+    )
+    p.add_argument(
         "--work-dir",
         default=None,
         help="keep GAN checkpoints here (reused and resumed by later runs)",
@@ -114,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         default=None,
-        help="instead of --dataset: a folder of PNG/JPEG images (all normal)",
+        help="instead of --dataset: a folder of PNG/JPEG images or an lmdb database (all normal)",
     )
     p.add_argument(
         "--image-size",
@@ -129,12 +134,73 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --data: 1 (gray) or 3 (RGB); default: inferred from the images",
     )
+    p.add_argument(
+        "--max-images",
+        type=int,
+        default=None,
+        help="with --data: train on at most this many images (the first in file / key order)",
+    )
     p.add_argument("--method", default="adgan", help="detector to fit (default: adgan)")
     p.add_argument("--preset", default=None, help=f"built-in preset ({presets}) or a TOML file")
     p.add_argument(
         "--iterations", type=int, default=None, help="override the preset's generator iterations"
     )
     p.add_argument("--out", required=True, help="run folder: detector.pt and training files")
+    _common(p)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="reproduce Table 1: every class and method, resumable, with figures",
+        description="Run the one-versus-all protocol for every (normal class, method, run), "
+        "appending rows to OUT/results.csv as they finish (a rerun skips finished rows), then "
+        "write OUT/table.md (ours beside the paper's Table 1), OUT/roc.png (Figure 3), "
+        "galleries of the most and least anomalous test images by ADGAN's score "
+        "(Figures 4-6) and OUT/trajectories.png (Figure 2, a 2-dimensional latent space).",
+    )
+    _dataset_args(p)
+    p.add_argument(
+        "--classes", default="0-9", help="normal classes: N, N,M, N-M or all (default: 0-9)"
+    )
+    p.add_argument(
+        "--methods",
+        default="all",
+        help="comma-separated methods or all (default: all; the *-alexnet methods join 'all' "
+        "only with --alexnet-weights)",
+    )
+    p.add_argument("--preset", default=None, help=f"built-in preset ({presets}) or a TOML file")
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="runs per class and method, seeds seed..seed+R-1 (default: 1)",
+    )
+    p.add_argument("--alexnet-weights", default=None, help="torchvision AlexNet state dict (.pth)")
+    p.add_argument("--no-trajectories", action="store_true", help="skip Figure 2")
+    p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    _common(p)
+
+    p = sub.add_parser(
+        "rank",
+        help="rank an unlabelled collection (folder or lmdb), resumable, with galleries",
+        description="Stream a folder of images or an LSUN lmdb database through a saved "
+        "detector in chunks. OUT/scores.csv (path, score, percentile, flagged) grows as chunks "
+        "finish and is sorted most anomalous first at the end; a rerun resumes. Unreadable "
+        "images go to OUT/skipped.csv with the reason. Writes most_anomalous.png, "
+        "least_anomalous.png and a self-contained gallery.html.",
+    )
+    p.add_argument(
+        "--model", required=True, help="a run folder from `adgan train` or a detector file"
+    )
+    p.add_argument("--data", required=True, help="a folder of images or an lmdb database")
+    p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    p.add_argument(
+        "--fpr",
+        type=float,
+        default=None,
+        help="flag images past the score that flags this fraction of the calibration "
+        "(normal) images (default: the detector's contamination threshold)",
+    )
+    p.add_argument("--chunk", type=int, default=256, help="images per scored chunk (default: 256)")
     _common(p)
 
     p = sub.add_parser(
@@ -163,11 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    commands = {
+        "evaluate": cmd_evaluate,
+        "train": cmd_train,
+        "score": cmd_score,
+        "benchmark": cmd_benchmark,
+        "rank": cmd_rank,
+    }
     try:
-        return {"evaluate": cmd_evaluate, "train": cmd_train, "score": cmd_score}[args.command](
-            args
-        )
+        return commands[args.command](args)
     except AdganError as exc:
         print(f"adgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -192,8 +262,10 @@ def cmd_evaluate(args) -> int:
         raise ConfigError(
             "--dataset: required (digits, mnist or cifar10) when the preset names none"
         )
-    methods = parse_methods(args.methods)
+    methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
     classes = parse_classes(args.normal_class)
+    if args.alexnet_weights:
+        preset.params["alexnet_weights"] = args.alexnet_weights
     train, test = load_for(dataset, args.data_root)
     records: list[dict] = []
     for c in classes:
@@ -227,6 +299,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from adgan.benchmark.runner import run_benchmark
+    from adgan.evaluate import parse_classes, parse_methods
+
+    preset, dataset = _preset_and_dataset(args)
+    if dataset is None:
+        raise ConfigError(
+            "--dataset: required (digits, mnist or cifar10) when the preset names none"
+        )
+    if args.runs < 1:
+        raise ConfigError(f"--runs: expected at least 1, got {args.runs}")
+    methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
+    extra = {"alexnet_weights": args.alexnet_weights} if args.alexnet_weights else None
+    rows = run_benchmark(
+        dataset,
+        parse_classes(args.classes),
+        methods,
+        preset,
+        args.out,
+        runs=args.runs,
+        data_root=args.data_root,
+        seed=args.seed,
+        device=args.device,
+        trajectories=not args.no_trajectories,
+        extra_params=extra,
+        progress=not args.quiet,
+    )
+    print((Path(args.out) / "table.md").read_text())
+    print(f"{len(rows)} rows in {Path(args.out) / 'results.csv'}")
+    return 0
+
+
 def _write_json(path: str, obj) -> None:
     from adgan.plots import atomic_write
 
@@ -234,15 +338,13 @@ def _write_json(path: str, obj) -> None:
 
 
 def cmd_train(args) -> int:
-    from adgan.data import load_folder, one_vs_all
+    from adgan.data import one_vs_all
     from adgan.evaluate import load_for
     from adgan.registry import make_detector
 
     preset, dataset = _preset_and_dataset(args)
     if args.data is not None:
-        images = load_folder(
-            args.data, channels=args.channels, size=args.image_size, labelled=False
-        ).images
+        images = _training_images(args)
     else:
         if dataset is None or args.normal_class is None:
             raise ConfigError("train: give --data FOLDER, or --dataset with --normal-class")
@@ -268,9 +370,50 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _training_images(args):
+    from adgan.data import load_folder
+    from adgan.data.collection import Collection, is_lmdb
+
+    if is_lmdb(args.data):
+        if args.channels is None or args.image_size is None:
+            raise ConfigError("train --data DB.lmdb: give --channels and --image-size (e.g. 3, 64)")
+        images, _ = Collection(args.data, args.channels, args.image_size).load(args.max_images)
+        return images
+    images = load_folder(
+        args.data, channels=args.channels, size=args.image_size, labelled=False
+    ).images
+    return images[: args.max_images] if args.max_images else images
+
+
 def _model_path(model: str) -> Path:
     p = Path(model)
     return p / "detector.pt" if p.is_dir() else p
+
+
+def cmd_rank(args) -> int:
+    from adgan.base import load_detector
+    from adgan.rank import rank_collection
+
+    if args.chunk < 1:
+        raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
+    det = load_detector(_model_path(args.model))
+    _set_runtime(det, args)
+    res = rank_collection(
+        det, args.data, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
+    )
+    print(
+        f"ranked {res.n_scored} images ({res.n_skipped} skipped) -> {res.out / 'scores.csv'}; "
+        f"galleries in {res.out}"
+    )
+    return 0
+
+
+def _set_runtime(det, args) -> None:
+    params = det.get_params()
+    if "device" in params:
+        det.set_params(device=args.device)
+    if "verbose" in params:
+        det.set_params(verbose=not args.quiet)
 
 
 def cmd_score(args) -> int:
@@ -279,8 +422,7 @@ def cmd_score(args) -> int:
     from adgan.evaluate import load_for
 
     det = load_detector(_model_path(args.model))
-    det.set_params(device=args.device) if "device" in det.get_params() else None
-    det.set_params(verbose=not args.quiet) if "verbose" in det.get_params() else None
+    _set_runtime(det, args)
     if args.data is not None:
         c, size = det.image_shape_[0], det.image_shape_[1]
         imgs = load_folder(args.data, channels=c, size=size, labelled=False)

@@ -25,10 +25,12 @@ from adgan.registry import DETECTORS, GAN_DETECTORS, make_detector
 log = logging.getLogger(__name__)
 
 
-def parse_methods(text: str) -> list[str]:
+def parse_methods(text: str, alexnet: bool = False) -> list[str]:
+    """Comma-separated names or 'all' (which takes the *-alexnet methods only when AlexNet
+    weights are given: they cannot run without them)."""
     names = [m.strip() for m in text.split(",") if m.strip()]
     if names == ["all"]:
-        return list(DETECTORS)
+        return [m for m in DETECTORS if alexnet or not m.endswith("-alexnet")]
     for m in names:
         if m not in DETECTORS:
             raise ConfigError(

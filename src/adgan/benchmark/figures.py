@@ -1,0 +1,108 @@
+"""The paper's figures: ROC curves (Fig. 3), most / least anomalous images (Figs. 4-6) and
+latent trajectories in a 2-dimensional latent space (Fig. 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from adgan.plots import atomic_write, image_grid  # noqa: E402
+
+FPR_GRID = np.linspace(0.0, 1.0, 201)
+
+
+def mean_roc(curves: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Average TPR over classes on a common FPR grid (each curve: y_true, anomaly score)."""
+    tprs = []
+    for y, s in curves:
+        fpr, tpr, _ = roc_curve(y, s)
+        tprs.append(np.interp(FPR_GRID, fpr, tpr))
+    return np.mean(tprs, axis=0)
+
+
+def save_roc(
+    per_method: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    aucs: dict[str, float],
+    path: Path,
+    title: str,
+) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for m, curves in per_method.items():
+        label = f"{m} ({aucs[m]:.3f})" if m in aucs else m
+        ax.plot(FPR_GRID, mean_roc(curves), label=label, lw=1.4)
+    ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
+    plt.close(fig)
+    return path
+
+
+def save_gallery(
+    images: np.ndarray, scores: np.ndarray, path: Path, n: int = 24, nrow: int = 8
+) -> Path:
+    """Top: the n most anomalous images, most anomalous first; bottom: the n least anomalous,
+    least anomalous first (the layout of Figures 4 to 6), with a blank row between."""
+    order = np.argsort(-scores, kind="stable")
+    n = min(n, len(order) // 2)
+    top, bottom = images[order[:n]], images[order[::-1][:n]]
+    pad = -(-n // nrow) * nrow - n  # fill the last row of each block
+    blank = np.full(
+        (nrow + pad, *images.shape[1:]),
+        255 if images.dtype == np.uint8 else 1.0,
+        dtype=images.dtype,
+    )
+    grid = image_grid(np.concatenate([top, blank, bottom]), nrow=nrow, scale=2)
+    return atomic_write(path, lambda fh: grid.save(fh, format="PNG"))
+
+
+def save_trajectories(
+    z_path: np.ndarray,
+    loss_path: np.ndarray,
+    anomalous: np.ndarray,
+    path: Path,
+    steps_to_show: tuple[int, ...] | None = None,
+) -> Path:
+    """Figure 2: the latent coordinates of each image's search at several steps, normal and
+    anomalous images in two colours, point size = reconstruction loss.
+
+    z_path (steps + 1, n, seeds, 2), loss_path (steps + 1, n, seeds), anomalous (n,) bool.
+    """
+    T = z_path.shape[0]
+    steps_to_show = steps_to_show or tuple(sorted({0, T // 2, T - 1}))
+    fig, axes = plt.subplots(
+        1, len(steps_to_show), figsize=(4 * len(steps_to_show), 4), squeeze=False
+    )
+    scale = 60.0 / max(float(np.percentile(loss_path, 95)), 1e-12)
+    for ax, t in zip(axes[0], steps_to_show, strict=True):
+        for flag, colour, label in ((False, "tab:blue", "normal"), (True, "tab:red", "anomalous")):
+            sel = anomalous == flag
+            z = z_path[t, sel, 0]  # first seed of each image: (n_sel, 2)
+            ax.scatter(
+                z[:, 0],
+                z[:, 1],
+                s=np.clip(loss_path[t, sel, 0] * scale, 1, 200),
+                c=colour,
+                alpha=0.5,
+                label=label,
+                linewidths=0,
+            )
+        ax.set(title=f"t = {t}", xlabel="z1", ylabel="z2")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
+    return path

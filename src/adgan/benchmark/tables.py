@@ -1,0 +1,86 @@
+"""Table 1 of the paper beside our measurements."""
+
+from __future__ import annotations
+
+import csv
+from importlib import resources
+
+import numpy as np
+
+#: our method name -> the paper's Table 1 column
+PAPER_COLUMN = {
+    "kde": "kde_pca",
+    "kde-alexnet": "kde_alexnet",
+    "ocsvm": "ocsvm_pca",
+    "ocsvm-alexnet": "ocsvm_alexnet",
+    "iforest": "iforest",
+    "gmm": "gmm",
+    "dcae": "dcae",
+    "anogan": "anogan",
+    "vae": "vae",
+    "adgan": "adgan",
+}
+#: Section 4.3's means of the two alternative scores (no per-class figures are given)
+PAPER_MEANS = {
+    ("mnist", "discriminator"): 0.625,
+    ("cifar10", "discriminator"): 0.513,
+    ("mnist", "prior"): 0.721,
+    ("cifar10", "prior"): 0.554,
+}
+
+
+def paper_table() -> dict[tuple[str, int, str], float]:
+    """{(dataset, normal_class, our method): the paper's AUC}; printed mean rows are left out
+    (means are recomputed from the rows)."""
+    out: dict[tuple[str, int, str], float] = {}
+    text = (resources.files("adgan.reference") / "table1.csv").read_text()
+    for row in csv.DictReader(text.splitlines()):
+        if row["normal_class"] == "mean":
+            continue
+        for ours, col in PAPER_COLUMN.items():
+            out[(row["dataset"], int(row["normal_class"]), ours)] = float(row[col])
+    return out
+
+
+def paper_mean(dataset: str, method: str, classes: list[int]) -> float | None:
+    ref = paper_table()
+    vals = [ref.get((dataset, c, method)) for c in classes]
+    if vals and all(v is not None for v in vals):
+        return float(np.mean(vals))
+    return PAPER_MEANS.get((dataset, method)) if len(classes) == 10 else None
+
+
+def markdown_table(rows: list[dict], dataset: str, methods: list[str]) -> str:
+    """Table 1's layout: a row per normal class and a mean row, a column per method; each
+    cell 'ours (paper)', ours = mean ± standard deviation over runs."""
+    ref = paper_table()
+    classes = sorted({int(r["normal_class"]) for r in rows if r["dataset"] == dataset})
+    by: dict[tuple[int, str], list[float]] = {}
+    for r in rows:
+        if r["dataset"] == dataset:
+            by.setdefault((int(r["normal_class"]), r["method"]), []).append(float(r["auc"]))
+    head = "| class | " + " | ".join(methods) + " |"
+    lines = [head, "|" + " --- |" * (len(methods) + 1)]
+    for c in classes:
+        cells = []
+        for m in methods:
+            cells.append(_cell(by.get((c, m)), ref.get((dataset, c, m))))
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    cells = []
+    for m in methods:
+        per_class = [np.mean(by[(c, m)]) for c in classes if (c, m) in by]
+        complete = len(per_class) == len(classes)
+        ours = [float(np.mean(per_class))] if per_class and complete else None
+        cells.append(_cell(ours, paper_mean(dataset, m, classes)))
+    lines.append("| mean | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(values: list[float] | None, paper: float | None) -> str:
+    if not values:
+        ours = "–"
+    elif len(values) == 1:
+        ours = f"{values[0]:.3f}"
+    else:
+        ours = f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    return f"{ours} ({paper:.3f})" if paper is not None else ours

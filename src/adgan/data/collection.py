@@ -1,0 +1,117 @@
+"""Unlabelled image collections read one image at a time: a folder tree of image files, or
+an LSUN-style lmdb database (keys -> encoded image bytes), never loaded whole."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from adgan.data.folder import _convert, _ImageError, iter_image_files
+from adgan.data.transforms import center_crop_resize
+from adgan.errors import ConfigError, DataError
+
+
+def is_lmdb(path: str | Path) -> bool:
+    p = Path(path)
+    return (p.is_dir() and (p / "data.mdb").is_file()) or (p.is_file() and p.suffix == ".mdb")
+
+
+def decode_image(data: bytes, channels: int, size: int | None, where: str) -> np.ndarray:
+    """Encoded image bytes -> uint8 (C, H, W): converted, centre-cropped and resized."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.seek(0)
+            img.load()
+            img = _convert(img, channels)
+            if size is not None:
+                img = center_crop_resize(img, size)
+            arr = np.asarray(img, dtype=np.uint8)
+    except Exception as e:  # decoders raise many kinds of errors on corrupt data
+        msg = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))  # no addresses
+        raise _ImageError(Path(where), f"unreadable image ({type(e).__name__}: {msg})") from e
+    return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+
+
+class Collection:
+    """Ordered ids and a reader; ``read(id)`` raises DataError for a bad image."""
+
+    def __init__(self, path: str | Path, channels: int, size: int | None):
+        if channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {channels}")
+        self.path = Path(path)
+        self.channels, self.size = channels, size
+        if is_lmdb(self.path):
+            self.kind = "lmdb"
+            self._env = _open_lmdb(self.path)
+        elif self.path.is_dir():
+            self.kind = "folder"
+            self._files = {
+                f.relative_to(self.path).as_posix(): f for f in iter_image_files(self.path)
+            }
+        else:
+            raise DataError(f"{self.path}: expected a folder of images or an lmdb database")
+
+    def __len__(self) -> int:
+        if self.kind == "lmdb":
+            return int(self._env.stat()["entries"])
+        return len(self._files)
+
+    def ids(self) -> Iterator[str]:
+        if self.kind == "folder":
+            yield from self._files
+            return
+        with self._env.begin() as txn:
+            for key in txn.cursor().iternext(keys=True, values=False):
+                yield key.decode("utf-8", errors="backslashreplace")
+
+    def read(self, id_: str) -> np.ndarray:
+        if self.kind == "folder":
+            with open(self._files[id_], "rb") as fh:
+                data = fh.read()
+            return decode_image(data, self.channels, self.size, str(self._files[id_]))
+        with self._env.begin() as txn:
+            data = txn.get(id_.encode("utf-8"))
+        if data is None:
+            raise _ImageError(Path(id_), "key not found in the database")
+        return decode_image(data, self.channels, self.size, id_)
+
+    def load(self, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
+        """Read up to ``limit`` images into memory (for training); bad images are skipped."""
+        imgs, names = [], []
+        for id_ in self.ids():
+            if limit is not None and len(imgs) >= limit:
+                break
+            try:
+                imgs.append(self.read(id_))
+                names.append(id_)
+            except DataError:
+                continue
+        if not imgs:
+            raise DataError(f"{self.path}: no readable images")
+        return np.stack(imgs), names
+
+
+def _open_lmdb(path: Path):
+    try:
+        import lmdb
+    except ImportError as exc:
+        raise ConfigError(
+            f"{path}: reading lmdb databases needs the lmdb package (pip install 'adgan[lmdb]')"
+        ) from exc
+    try:
+        return lmdb.open(
+            str(path),
+            readonly=True,
+            lock=False,
+            readahead=False,
+            meminit=False,
+            subdir=path.is_dir(),
+            max_readers=1,
+        )
+    except lmdb.Error as exc:
+        raise DataError(f"{path}: not a readable lmdb database ({exc})") from exc

@@ -1,0 +1,215 @@
+"""Rank an unlabelled image collection by anomaly score, streaming and resumable.
+
+Images are read and scored in chunks; each chunk's scores are appended to
+``scores.csv`` (and unreadable images to ``skipped.csv`` with the reason) before the next
+chunk starts, so an interrupted run resumes where it stopped and loses nothing finished.
+At the end ``scores.csv`` is rewritten sorted, most anomalous first, and the galleries are
+drawn from the images of the top and bottom of the ranking alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adgan.data.collection import Collection
+from adgan.errors import ConfigError, DataError
+from adgan.plots import atomic_write, image_grid
+
+SCORE_FIELDS = ["path", "score", "percentile", "flagged"]
+
+
+@dataclass
+class RankResult:
+    n_scored: int
+    n_skipped: int
+    threshold: float
+    out: Path
+
+
+def threshold_for(det, fpr: float | None) -> float:
+    """Anomaly-score cut-off from the calibration (normal) images alone: the detector's own
+    (its contamination quantile), or the one that flags a fraction ``fpr`` of them."""
+    if fpr is None:
+        return -float(det.offset_)
+    if not 0.0 < fpr < 1.0:
+        raise ConfigError(f"--fpr: expected a fraction between 0 and 1, got {fpr}")
+    return float(np.quantile(-det.calibration_scores_, 1.0 - fpr))
+
+
+def _read_done(out: Path) -> tuple[dict[str, float], dict[str, str]]:
+    scores, skipped = {}, {}
+    if (out / "scores.csv").exists():
+        with (out / "scores.csv").open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                try:
+                    scores[r["path"]] = float(r["score"])
+                except (TypeError, ValueError, KeyError):
+                    continue  # a line cut short by an interruption
+    if (out / "skipped.csv").exists():
+        with (out / "skipped.csv").open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r.get("reason") is not None:
+                    skipped[r["path"]] = r["reason"]
+    return scores, skipped
+
+
+def _rewrite(path: Path, fields: list[str], rows: list[list]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(fields)
+    w.writerows(rows)
+    atomic_write(path, lambda fh: fh.write(buf.getvalue().encode()))
+
+
+def rank_collection(
+    det,
+    data: str | Path,
+    out: str | Path,
+    chunk: int = 256,
+    fpr: float | None = None,
+    n_gallery: int = 32,
+    progress: bool = True,
+) -> RankResult:
+    """Score every image of ``data`` (a folder or an lmdb database) with fitted ``det``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c, size = det.image_shape_[0], det.image_shape_[1]
+    coll = Collection(data, channels=c, size=size)
+    threshold = threshold_for(det, fpr)
+    scores, skipped = _read_done(out)
+    # start both files clean (drops a half-written last line), keeping finished rows
+    _rewrite(out / "scores.csv", ["path", "score"], [[p, repr(s)] for p, s in scores.items()])
+    _rewrite(out / "skipped.csv", ["path", "reason"], [[p, r] for p, r in skipped.items()])
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(coll), initial=len(scores) + len(skipped), desc="rank", unit="img")
+    batch_ids: list[str] = []
+    batch: list[np.ndarray] = []
+    with (
+        (out / "scores.csv").open("a", newline="") as sf,
+        (out / "skipped.csv").open("a", newline="") as kf,
+    ):
+        sw, kw = csv.writer(sf), csv.writer(kf)
+
+        def flush() -> None:
+            if not batch:
+                return
+            s = det.anomaly_score(np.stack(batch))
+            sw.writerows([[p, repr(float(v))] for p, v in zip(batch_ids, s, strict=True)])
+            sf.flush()
+            os.fsync(sf.fileno())
+            scores.update(zip(batch_ids, map(float, s), strict=True))
+            if bar is not None:
+                bar.update(len(batch))
+            batch_ids.clear()
+            batch.clear()
+
+        for id_ in coll.ids():
+            if id_ in scores or id_ in skipped:
+                continue
+            try:
+                batch.append(coll.read(id_))
+                batch_ids.append(id_)
+            except DataError as exc:
+                reason = getattr(exc, "reason", str(exc))
+                kw.writerow([id_, reason])
+                kf.flush()
+                skipped[id_] = reason
+                if bar is not None:
+                    bar.update(1)
+            if len(batch) >= chunk:
+                flush()
+        flush()
+    if bar is not None:
+        bar.close()
+    if not scores:
+        raise DataError(f"{data}: no readable images to rank")
+    paths = sorted(scores, key=lambda p: (-scores[p], p))  # most anomalous first, ties by path
+    s = np.array([scores[p] for p in paths])
+    pct = det.percentile(s)
+    _rewrite(
+        out / "scores.csv",
+        SCORE_FIELDS,
+        [
+            [p, repr(float(v)), f"{q:.2f}", int(v > threshold)]
+            for p, v, q in zip(paths, s, pct, strict=True)
+        ],
+    )
+    _galleries(coll, paths, s, pct, threshold, out, n_gallery)
+    return RankResult(len(paths), len(skipped), threshold, out)
+
+
+def _galleries(coll: Collection, paths, scores, pct, threshold, out: Path, n: int) -> None:
+    n = min(n, len(paths))
+    top = [coll.read(p) for p in paths[:n]]
+    bottom = [coll.read(p) for p in paths[::-1][:n]]
+    for name, imgs in (("most_anomalous.png", top), ("least_anomalous.png", bottom)):
+        grid = image_grid(np.stack(imgs), nrow=8, scale=2)
+        atomic_write(out / name, lambda fh, g=grid: g.save(fh, format="PNG"))
+    cards = []
+    for i, (p, img) in enumerate(zip(paths[:n], top, strict=True)):
+        cards.append(_card(i + 1, p, img, scores[i], pct[i], scores[i] > threshold))
+    low = [
+        _card(
+            len(paths) - i,
+            p,
+            img,
+            scores[len(paths) - 1 - i],
+            pct[len(paths) - 1 - i],
+            scores[len(paths) - 1 - i] > threshold,
+        )
+        for i, (p, img) in enumerate(zip(paths[::-1][:n], bottom, strict=True))
+    ]
+    page = _PAGE.format(
+        title=html.escape(f"adgan rank: {coll.path.name}"),
+        summary=html.escape(
+            f"{len(paths)} images ranked; threshold {threshold:.6g} "
+            f"(anomaly score); {int((scores > threshold).sum())} flagged"
+        ),
+        top="\n".join(cards),
+        bottom="\n".join(low),
+    )
+    atomic_write(out / "gallery.html", lambda fh: fh.write(page.encode("utf-8")))
+
+
+def _card(rank: int, path: str, img: np.ndarray, score: float, pct: float, flagged: bool) -> str:
+    pic = image_grid(img[None], nrow=1, pad=0, scale=max(1, 96 // img.shape[-1]))
+    buf = io.BytesIO()
+    pic.save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    cls = ' class="flagged"' if flagged else ""
+    return (
+        f'<figure{cls}><img src="data:image/png;base64,{data}" alt="">'
+        f"<figcaption>#{rank} score {score:.4g} ({pct:.1f} pct)<br>"
+        f"<code>{html.escape(path)}</code></figcaption></figure>"
+    )
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em; }}
+.grid {{ display: flex; flex-wrap: wrap; gap: 8px; }}
+figure {{ margin: 0; width: 140px; font-size: 11px; word-break: break-all; }}
+figure img {{ image-rendering: pixelated; width: 96px; border: 2px solid #ccc; }}
+figure.flagged img {{ border-color: #c00; }}
+</style></head><body>
+<h1>{title}</h1><p>{summary}. Percentiles place each score among the calibration (normal)
+images; a red frame marks a score past the threshold.</p>
+<h2>Most anomalous</h2><div class="grid">
+{top}
+</div>
+<h2>Least anomalous</h2><div class="grid">
+{bottom}
+</div></body></html>
+"""
