@@ -137,3 +137,29 @@ def test_empty_normal_class_in_a_folder_is_an_error(tmp_path, preset, capsys):
         == 2
     )
     assert "empty" in capsys.readouterr().err
+
+
+def test_evaluate_on_labelled_folder_trees(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    for split, n in (("train", 12), ("test", 8)):
+        for cls in ("bars", "blobs"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 40, size=(10, 10), dtype=np.uint8)
+                if cls == "bars":
+                    a[2:8, 4:6] = 220
+                else:
+                    a[3:7, 1:9] = 220
+                Image.fromarray(a).convert("RGB").save(d / f"{i}.png")
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", "--train-data", str(tmp_path / "train"), "--test-data",
+               str(tmp_path / "test"), "--normal-class", "bars", "--image-size", "8",
+               "--methods", "mean-image", "--out", str(out), "--quiet"])
+    assert rc == 0
+    (rec,) = json.loads(out.read_text())
+    assert rec["n_train"] == 12 and rec["n_test"] == 16 and rec["n_anomalous"] == 8
+    assert rec["auc"] > 0.9
+    assert main(["evaluate", "--train-data", str(tmp_path / "train"), "--test-data",
+                 str(tmp_path / "test"), "--normal-class", "nope", "--quiet"]) == 2
+    assert "no sub-folder 'nope'" in capsys.readouterr().err

@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
         "downloaded",
     )
     p.add_argument(
+        "--train-data",
+        default=None,
+        help="instead of --dataset: a labelled folder tree (class = sub-folder) to train on; "
+        "--normal-class then names a sub-folder (the paper's LSUN protocol)",
+    )
+    p.add_argument(
+        "--test-data",
+        default=None,
+        help="with --train-data: the labelled test tree; sub-folders other than the normal "
+        "class are anomalous",
+    )
+    p.add_argument(
+        "--image-size", type=int, default=None, help="with --train-data: resize to this size"
+    )
+    p.add_argument("--channels", type=int, choices=[1, 3], default=None, help="with --train-data")
+    p.add_argument(
         "--work-dir",
         default=None,
         help="keep GAN checkpoints here (reused and resumed by later runs)",
@@ -258,15 +274,25 @@ def cmd_evaluate(args) -> int:
     from adgan.evaluate import evaluate_class, load_for, parse_classes, parse_methods
 
     preset, dataset = _preset_and_dataset(args)
-    if dataset is None:
-        raise ConfigError(
-            "--dataset: required (digits, mnist or cifar10) when the preset names none"
-        )
     methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
-    classes = parse_classes(args.normal_class)
     if args.alexnet_weights:
         preset.params["alexnet_weights"] = args.alexnet_weights
-    train, test = load_for(dataset, args.data_root)
+    if args.train_data is not None:
+        from adgan.evaluate import load_folder_pair
+
+        if args.test_data is None:
+            raise ConfigError("--train-data needs --test-data (the labelled test tree)")
+        train, test, normal = load_folder_pair(
+            args.train_data, args.test_data, args.channels, args.image_size, args.normal_class
+        )
+        dataset, classes = Path(args.train_data).name, [normal]
+    else:
+        if dataset is None:
+            raise ConfigError(
+                "--dataset: required (digits, mnist or cifar10) when the preset names none"
+            )
+        classes = parse_classes(args.normal_class)
+        train, test = load_for(dataset, args.data_root)
     records: list[dict] = []
     for c in classes:
         for rec in evaluate_class(

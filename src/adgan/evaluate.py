@@ -151,6 +151,30 @@ def labelled_training_set(
     return X, y
 
 
+def load_folder_pair(
+    train_dir: str, test_dir: str, channels: int | None, size: int | None, normal: str
+) -> tuple[ImageSet, ImageSet, int]:
+    """Two labelled folder trees (class = sub-folder) on one class list, and the index of the
+    normal class (by sub-folder name). Unreadable images are skipped (and logged)."""
+    from adgan.data import load_folder
+
+    train = load_folder(train_dir, channels=channels, size=size, labelled=True, on_error="skip")
+    ch = channels or train.images.shape[1]
+    test = load_folder(
+        test_dir, channels=ch, size=size or train.images.shape[-1], labelled=True, on_error="skip"
+    )
+    names = sorted(set(train.classes) | set(test.classes))
+    if normal not in train.classes:
+        raise ConfigError(
+            f"--normal-class: no sub-folder {normal!r} in {train_dir}; "
+            f"found {', '.join(train.classes)}"
+        )
+    for s in (train, test):
+        s.labels = np.array([names.index(s.classes[k]) for k in s.labels], dtype=np.int64)
+        s.classes = names
+    return train, test, names.index(normal)
+
+
 def load_for(dataset: str, data_root: str | None):
     if dataset == "digits":
         return load_dataset("digits")
