@@ -6,7 +6,7 @@ import torch
 from sklearn.base import clone
 
 from adgan import ADGAN, load_detector
-from adgan.errors import CheckpointError, DataError
+from adgan.errors import CheckpointError, ConfigError, DataError
 from adgan.nets.dcgan import DCGANConfig
 from adgan.training import TrainConfig, TrainingDiverged, load_gan, train_wgan
 
@@ -105,3 +105,23 @@ def test_divergence_is_detected():
     arch = DCGANConfig(image_size=8, channels=1, latent_dim=6, width=4)
     with pytest.raises(TrainingDiverged, match="diverged at generator iteration 1"):
         train_wgan(X, arch, TrainConfig(iterations=3, batch_size=4, diverge_threshold=1e-12))
+
+
+def test_resume_refuses_other_data_and_fewer_iterations(tmp_path):
+    X = _images()
+    ADGAN(**{**TINY, "iterations": 3}, work_dir=str(tmp_path)).fit(X)
+    with pytest.raises(CheckpointError, match="other images"):
+        ADGAN(**{**TINY, "iterations": 3}, work_dir=str(tmp_path)).fit(_images(seed=1))
+    with pytest.raises(CheckpointError, match="more than the 2 asked for"):
+        ADGAN(**{**TINY, "iterations": 2}, work_dir=str(tmp_path)).fit(X)
+
+
+def test_load_overrides_parameters_before_restoring(tmp_path):
+    det = ADGAN(**TINY).fit(_images())
+    back = load_detector(det.save(tmp_path / "d.pt"), device="cpu", verbose=True)
+    assert back.verbose is True and back.device == "cpu"
+
+
+def test_bad_contamination_is_refused_before_training():
+    with pytest.raises(ConfigError, match="contamination"):
+        ADGAN(**TINY, contamination=1.5).fit(_images())

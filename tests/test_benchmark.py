@@ -6,13 +6,22 @@ import pytest
 
 from adgan.benchmark.runner import read_results, run_benchmark
 from adgan.benchmark.tables import markdown_table, paper_table
+from adgan.errors import ConfigError
 from adgan.presets import Preset
 
 TINY = Preset(
     name="tiny",
     protocol={"n_test": 40},
-    params=dict(objective="wgan-gp", iterations=3, width=4, latent_dim=6, n_seeds=2, steps=2,
-                batch_size=16, calibration=4),
+    params=dict(
+        objective="wgan-gp",
+        iterations=3,
+        width=4,
+        latent_dim=6,
+        n_seeds=2,
+        steps=2,
+        batch_size=16,
+        calibration=4,
+    ),
 )
 
 
@@ -20,8 +29,7 @@ def test_benchmark_writes_every_file_and_resumes(tmp_path):
     out = tmp_path / "bench"
     rows = run_benchmark("digits", [0], ["adgan", "mean-image"], TINY, out, progress=False)
     assert len(rows) == 2
-    for name in ("results.csv", "table.md", "roc.png", "gallery-digits-c0.png",
-                 "trajectories.png"):
+    for name in ("results.csv", "table.md", "roc.png", "gallery-digits-c0.png", "trajectories.png"):
         assert (out / name).stat().st_size > 0, name
     first = {r["method"]: r["fit_seconds"] for r in read_results(out / "results.csv")}
     # an interrupted run: a row cut short at the end of the file
@@ -29,12 +37,26 @@ def test_benchmark_writes_every_file_and_resumes(tmp_path):
         fh.write("digits,1,adgan,0,0,0.9")
     rows = run_benchmark("digits", [0, 1], ["adgan", "mean-image"], TINY, out, progress=False)
     assert sorted((r["normal_class"], r["method"]) for r in rows) == [
-        (0, "adgan"), (0, "mean-image"), (1, "adgan"), (1, "mean-image")]
+        (0, "adgan"),
+        (0, "mean-image"),
+        (1, "adgan"),
+        (1, "mean-image"),
+    ]
     again = {r["method"]: r["fit_seconds"] for r in rows if r["normal_class"] == 0}
     assert again == first  # finished rows were not redone
     header = next(csv.reader((out / "results.csv").open()))
-    for key in ("dataset", "normal_class", "method", "run", "seed", "auc", "n_train", "n_test",
-                "fit_seconds", "score_seconds"):
+    for key in (
+        "dataset",
+        "normal_class",
+        "method",
+        "run",
+        "seed",
+        "auc",
+        "n_train",
+        "n_test",
+        "fit_seconds",
+        "score_seconds",
+    ):
         assert key in header
 
 
@@ -52,3 +74,18 @@ def test_reference_table_recomputes_the_cifar_dcae_mean():
     ref = paper_table()
     rows = [ref[("cifar10", c, "dcae")] for c in range(10)]
     assert sum(rows) / 10 == pytest.approx(0.555, abs=5e-4)
+
+
+def test_benchmark_refuses_to_mix_settings(tmp_path):
+    run_benchmark("digits", [0], ["mean-image"], TINY, tmp_path, progress=False, trajectories=False)
+    with pytest.raises(ConfigError, match="other settings"):
+        run_benchmark(
+            "digits",
+            [0],
+            ["mean-image"],
+            TINY,
+            tmp_path,
+            seed=1,
+            progress=False,
+            trajectories=False,
+        )

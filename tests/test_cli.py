@@ -153,13 +153,41 @@ def test_evaluate_on_labelled_folder_trees(tmp_path, capsys):
                     a[3:7, 1:9] = 220
                 Image.fromarray(a).convert("RGB").save(d / f"{i}.png")
     out = tmp_path / "r.json"
-    rc = main(["evaluate", "--train-data", str(tmp_path / "train"), "--test-data",
-               str(tmp_path / "test"), "--normal-class", "bars", "--image-size", "8",
-               "--methods", "mean-image", "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            "--train-data",
+            str(tmp_path / "train"),
+            "--test-data",
+            str(tmp_path / "test"),
+            "--normal-class",
+            "bars",
+            "--image-size",
+            "8",
+            "--methods",
+            "mean-image",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     (rec,) = json.loads(out.read_text())
     assert rec["n_train"] == 12 and rec["n_test"] == 16 and rec["n_anomalous"] == 8
     assert rec["auc"] > 0.9
-    assert main(["evaluate", "--train-data", str(tmp_path / "train"), "--test-data",
-                 str(tmp_path / "test"), "--normal-class", "nope", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--train-data",
+                str(tmp_path / "train"),
+                "--test-data",
+                str(tmp_path / "test"),
+                "--normal-class",
+                "nope",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "no sub-folder 'nope'" in capsys.readouterr().err

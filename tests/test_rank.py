@@ -9,10 +9,20 @@ from PIL import Image
 
 from adgan import ADGAN
 from adgan.cli import main
+from adgan.errors import ConfigError
 from adgan.rank import rank_collection
 
-TINY = dict(objective="wgan-gp", iterations=3, width=4, latent_dim=6, n_seeds=2, steps=2,
-            batch_size=8, calibration=6, device="cpu")
+TINY = dict(
+    objective="wgan-gp",
+    iterations=3,
+    width=4,
+    latent_dim=6,
+    n_seeds=2,
+    steps=2,
+    batch_size=8,
+    calibration=6,
+    device="cpu",
+)
 
 
 def _normal(rng):
@@ -96,8 +106,9 @@ def test_rank_lmdb_database(detector, tmp_path):
     with env.begin(write=True) as txn:
         for i in range(7):
             buf = io.BytesIO()
-            Image.fromarray(_normal(rng)).convert("RGB").resize((12, 10)).save(buf, format="WEBP"
-                                                                               if i % 2 else "JPEG")
+            Image.fromarray(_normal(rng)).convert("RGB").resize((12, 10)).save(
+                buf, format="WEBP" if i % 2 else "JPEG"
+            )
             txn.put(f"{i:040x}".encode(), buf.getvalue())
         txn.put(b"bad", b"garbage")
     env.close()
@@ -113,8 +124,43 @@ def test_threshold_from_calibration_fpr(detector, folder, tmp_path):
 
 def test_cli_rank(detector, folder, tmp_path, capsys):
     model = detector.save(tmp_path / "m.pt")
-    assert main(["rank", "--model", str(model), "--data", str(folder), "--out",
-                 str(tmp_path / "r"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "rank",
+                "--model",
+                str(model),
+                "--data",
+                str(folder),
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "ranked 12 images (3 skipped)" in capsys.readouterr().out
-    assert main(["rank", "--model", str(model), "--data", str(tmp_path / "none"), "--out",
-                 str(tmp_path / "r2"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "rank",
+                "--model",
+                str(model),
+                "--data",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "r2"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+
+
+def test_rank_refuses_an_output_folder_of_another_model(detector, folder, tmp_path):
+    rank_collection(detector, folder, tmp_path / "o", progress=False)
+    other = ADGAN(**{**TINY, "random_state": 5}).fit(
+        np.stack([_normal(np.random.default_rng(i)) for i in range(30)])[:, None]
+    )
+    with pytest.raises(ConfigError, match="another model"):
+        rank_collection(other, folder, tmp_path / "o", progress=False)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 from adgan import __version__
 from adgan._torch import flush_denormals
 from adgan.errors import CheckpointError, ConfigError, DataError
+from adgan.files import atomic_write
 
 FORMAT = "adgan-detector"
 
@@ -76,6 +76,11 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def check_contamination(value) -> None:
+    if not (isinstance(value, int | float) and 0.0 <= value < 1.0):
+        raise ConfigError(f"contamination: expected a fraction in [0, 1), got {value!r}")
+
+
 def split_calibration(n: int, calibration: float | int, random_state: int | None):
     """Indices (fit, calibration) for holding calibration images out of the training set.
 
@@ -111,16 +116,19 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # -- validation -------------------------------------------------------------------
     def _validate(self, X, reset: bool) -> np.ndarray:
         if self.input_kind == "images":
-            X = as_images(X)
-            if reset:
-                self.image_shape_ = tuple(int(s) for s in X.shape[1:])
-            elif tuple(X.shape[1:]) != tuple(self.image_shape_):
-                raise DataError(
-                    f"X: expected images of shape {tuple(self.image_shape_)} as in fit, "
-                    f"got {tuple(X.shape[1:])}"
-                )
-            return X
+            return self._validate_images(X, reset)
         return self._validate_data_2d(X, reset)
+
+    def _validate_images(self, X, reset: bool) -> np.ndarray:
+        X = as_images(X)
+        if reset:
+            self.image_shape_ = tuple(int(s) for s in X.shape[1:])
+        elif tuple(X.shape[1:]) != tuple(self.image_shape_):
+            raise DataError(
+                f"X: expected images of shape {tuple(self.image_shape_)} as in fit, "
+                f"got {tuple(X.shape[1:])}"
+            )
+        return X
 
     def _validate_data_2d(self, X, reset: bool) -> np.ndarray:
         from sklearn.utils.validation import validate_data
@@ -129,6 +137,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     # -- the contract -------------------------------------------------------------------
     def fit(self, X, y=None):
+        check_contamination(self.contamination)
         with flush_denormals():
             return self._fit_calibrate(X)
 
@@ -199,28 +208,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _umask_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask_mode(path: str) -> None:
-    """mkstemp creates files readable by the owner alone; give them the usual mode."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
@@ -235,8 +223,10 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         raise CheckpointError(f"{path}: not a readable adgan {what} ({first[:200]})") from exc
 
 
-def load_detector(path: str | os.PathLike) -> BaseDetector:
-    """Load a detector written by ``BaseDetector.save``."""
+def load_detector(path: str | os.PathLike, **overrides: Any) -> BaseDetector:
+    """Load a detector written by ``BaseDetector.save``; ``overrides`` replace saved
+    parameters before the state is restored (e.g. ``device="cpu"`` for a model saved on a
+    GPU machine)."""
     from adgan.registry import DETECTORS
 
     blob = safe_torch_load(path, "detector")
@@ -245,12 +235,23 @@ def load_detector(path: str | os.PathLike) -> BaseDetector:
     name = blob.get("detector")
     if name not in DETECTORS:
         raise CheckpointError(f"{path}: unknown detector {name!r}; known: {sorted(DETECTORS)}")
-    cls, _defaults = DETECTORS[name]
+    try:
+        return _restore(DETECTORS[name][0], blob, overrides)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: damaged or incompatible detector file ({exc!r:.200})"
+        ) from exc
+
+
+def _restore(cls, blob: dict, overrides: dict) -> BaseDetector:
     params = json.loads(blob["params"])
     defaults = cls().get_params(deep=False)
     for k, v in params.items():  # JSON has no tuples: restore them where the default is one
         if isinstance(v, list) and isinstance(defaults.get(k), tuple):
             params[k] = tuple(v)
+    params.update({k: v for k, v in overrides.items() if k in defaults})
     det = cls(**params)
     state = dict(blob["state"])
     det.offset_ = float(state.pop("offset_"))

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except AdganError as exc:
+    except (AdganError, OSError) as exc:  # OSError names its file: unwritable --out, full disk
         print(f"adgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -338,9 +338,10 @@ def cmd_benchmark(args) -> int:
         raise ConfigError(f"--runs: expected at least 1, got {args.runs}")
     methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
     extra = {"alexnet_weights": args.alexnet_weights} if args.alexnet_weights else None
+    classes = parse_classes(args.classes, option="--classes")
     rows = run_benchmark(
         dataset,
-        parse_classes(args.classes),
+        classes,
         methods,
         preset,
         args.out,
@@ -358,7 +359,7 @@ def cmd_benchmark(args) -> int:
 
 
 def _write_json(path: str, obj) -> None:
-    from adgan.plots import atomic_write
+    from adgan.files import atomic_write
 
     atomic_write(Path(path), lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
 
@@ -400,6 +401,8 @@ def _training_images(args):
     from adgan.data import load_folder
     from adgan.data.collection import Collection, is_lmdb
 
+    if args.max_images is not None and args.max_images < 1:
+        raise ConfigError(f"--max-images: expected at least 1, got {args.max_images}")
     if is_lmdb(args.data):
         if args.channels is None or args.image_size is None:
             raise ConfigError("train --data DB.lmdb: give --channels and --image-size (e.g. 3, 64)")
@@ -422,8 +425,7 @@ def cmd_rank(args) -> int:
 
     if args.chunk < 1:
         raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
-    det = load_detector(_model_path(args.model))
-    _set_runtime(det, args)
+    det = load_detector(_model_path(args.model), device=args.device, verbose=not args.quiet)
     res = rank_collection(
         det, args.data, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
     )
@@ -434,21 +436,12 @@ def cmd_rank(args) -> int:
     return 0
 
 
-def _set_runtime(det, args) -> None:
-    params = det.get_params()
-    if "device" in params:
-        det.set_params(device=args.device)
-    if "verbose" in params:
-        det.set_params(verbose=not args.quiet)
-
-
 def cmd_score(args) -> int:
     from adgan.base import load_detector
     from adgan.data import load_folder
     from adgan.evaluate import load_for
 
-    det = load_detector(_model_path(args.model))
-    _set_runtime(det, args)
+    det = load_detector(_model_path(args.model), device=args.device, verbose=not args.quiet)
     if args.data is not None:
         c, size = det.image_shape_[0], det.image_shape_[1]
         imgs = load_folder(args.data, channels=c, size=size, labelled=False)

@@ -41,7 +41,7 @@ def parse_methods(text: str, alexnet: bool = False) -> list[str]:
     return names
 
 
-def parse_classes(text: str, n_classes: int = 10) -> list[int]:
+def parse_classes(text: str, n_classes: int = 10, option: str = "--normal-class") -> list[int]:
     """'3', '0,1,8', '0-9' or 'all'."""
     if text.strip() == "all":
         return list(range(n_classes))
@@ -54,9 +54,9 @@ def parse_classes(text: str, n_classes: int = 10) -> list[int]:
             elif part.strip():
                 out.append(int(part))
     except ValueError as exc:
-        raise ConfigError(f"--normal-class: expected N, N,M, N-M or all, got {text!r}") from exc
+        raise ConfigError(f"{option}: expected N, N,M, N-M or all, got {text!r}") from exc
     if not out:
-        raise ConfigError(f"--normal-class: no class in {text!r}")
+        raise ConfigError(f"{option}: no class in {text!r}")
     return out
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from adgan.base import _umask_mode
+from adgan.files import atomic_write
 
 
 def to_uint8_hwc(images: np.ndarray) -> np.ndarray:
@@ -48,19 +46,3 @@ def save_image_grid(
     path = Path(path)
     pic = image_grid(images, nrow=nrow, scale=scale)
     return atomic_write(path, lambda fh: pic.save(fh, format="PNG"))
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Call write(file handle) on a temporary file beside path, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        _umask_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

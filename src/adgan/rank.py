@@ -21,7 +21,8 @@ import numpy as np
 
 from adgan.data.collection import Collection
 from adgan.errors import ConfigError, DataError
-from adgan.plots import atomic_write, image_grid
+from adgan.files import atomic_write, complete_rows
+from adgan.plots import image_grid
 
 SCORE_FIELDS = ["path", "score", "percentile", "flagged"]
 
@@ -45,20 +46,33 @@ def threshold_for(det, fpr: float | None) -> float:
 
 
 def _read_done(out: Path) -> tuple[dict[str, float], dict[str, str]]:
-    scores, skipped = {}, {}
-    if (out / "scores.csv").exists():
-        with (out / "scores.csv").open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                try:
-                    scores[r["path"]] = float(r["score"])
-                except (TypeError, ValueError, KeyError):
-                    continue  # a line cut short by an interruption
-    if (out / "skipped.csv").exists():
-        with (out / "skipped.csv").open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                if r.get("reason") is not None:
-                    skipped[r["path"]] = r["reason"]
+    scores = {r["path"]: float(r["score"]) for r in complete_rows(out / "scores.csv")}
+    skipped = {r["path"]: r["reason"] for r in complete_rows(out / "skipped.csv")}
     return scores, skipped
+
+
+def _fingerprint(det, coll: Collection) -> dict:
+    import hashlib
+    import json
+
+    h = hashlib.sha1(json.dumps(det.get_params(), sort_keys=True, default=str).encode())
+    h.update(np.asarray(det.calibration_scores_, dtype=np.float64).tobytes())
+    return {"model": h.hexdigest(), "data": str(coll.path.resolve())}
+
+
+def _check_meta(out: Path, meta: dict) -> None:
+    import json
+
+    path = out / "meta.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != meta:
+            raise ConfigError(
+                f"{out} holds a ranking by another model or of another collection "
+                f"({old.get('data')}); use another --out"
+            )
+    else:
+        atomic_write(path, lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
 
 
 def _rewrite(path: Path, fields: list[str], rows: list[list]) -> None:
@@ -66,7 +80,7 @@ def _rewrite(path: Path, fields: list[str], rows: list[list]) -> None:
     w = csv.writer(buf)
     w.writerow(fields)
     w.writerows(rows)
-    atomic_write(path, lambda fh: fh.write(buf.getvalue().encode()))
+    atomic_write(path, lambda fh: fh.write(buf.getvalue().encode("utf-8", "surrogateescape")))
 
 
 def rank_collection(
@@ -84,7 +98,11 @@ def rank_collection(
     c, size = det.image_shape_[0], det.image_shape_[1]
     coll = Collection(data, channels=c, size=size)
     threshold = threshold_for(det, fpr)
+    _check_meta(out, _fingerprint(det, coll))
     scores, skipped = _read_done(out)
+    present = set(coll.ids())  # rows of files gone since the last run are dropped
+    scores = {p: s for p, s in scores.items() if p in present}
+    skipped = {p: r for p, r in skipped.items() if p in present}
     # start both files clean (drops a half-written last line), keeping finished rows
     _rewrite(out / "scores.csv", ["path", "score"], [[p, repr(s)] for p, s in scores.items()])
     _rewrite(out / "skipped.csv", ["path", "reason"], [[p, r] for p, r in skipped.items()])
@@ -95,10 +113,8 @@ def rank_collection(
         bar = tqdm(total=len(coll), initial=len(scores) + len(skipped), desc="rank", unit="img")
     batch_ids: list[str] = []
     batch: list[np.ndarray] = []
-    with (
-        (out / "scores.csv").open("a", newline="") as sf,
-        (out / "skipped.csv").open("a", newline="") as kf,
-    ):
+    enc = {"newline": "", "encoding": "utf-8", "errors": "surrogateescape"}
+    with (out / "scores.csv").open("a", **enc) as sf, (out / "skipped.csv").open("a", **enc) as kf:
         sw, kw = csv.writer(sf), csv.writer(kf)
 
         def flush() -> None:
@@ -149,37 +165,43 @@ def rank_collection(
     return RankResult(len(paths), len(skipped), threshold, out)
 
 
+def _read_some(coll: Collection, ids, n: int) -> list[tuple[int, str, np.ndarray]]:
+    """The first n readable images of ids, with their positions (a file may have changed
+    since it was scored)."""
+    out = []
+    for i, p in ids:
+        if len(out) == n:
+            break
+        try:
+            out.append((i, p, coll.read(p)))
+        except DataError:
+            continue
+    return out
+
+
 def _galleries(coll: Collection, paths, scores, pct, threshold, out: Path, n: int) -> None:
-    n = min(n, len(paths))
-    top = [coll.read(p) for p in paths[:n]]
-    bottom = [coll.read(p) for p in paths[::-1][:n]]
-    for name, imgs in (("most_anomalous.png", top), ("least_anomalous.png", bottom)):
-        grid = image_grid(np.stack(imgs), nrow=8, scale=2)
+    top = _read_some(coll, enumerate(paths), n)
+    low = _read_some(coll, ((len(paths) - 1 - i, p) for i, p in enumerate(paths[::-1])), n)
+    for name, items in (("most_anomalous.png", top), ("least_anomalous.png", low)):
+        grid = image_grid(np.stack([img for _, _, img in items]), nrow=8, scale=2)
         atomic_write(out / name, lambda fh, g=grid: g.save(fh, format="PNG"))
-    cards = []
-    for i, (p, img) in enumerate(zip(paths[:n], top, strict=True)):
-        cards.append(_card(i + 1, p, img, scores[i], pct[i], scores[i] > threshold))
-    low = [
-        _card(
-            len(paths) - i,
-            p,
-            img,
-            scores[len(paths) - 1 - i],
-            pct[len(paths) - 1 - i],
-            scores[len(paths) - 1 - i] > threshold,
+    cards = {
+        key: "\n".join(
+            _card(i + 1, p, img, scores[i], pct[i], scores[i] > threshold) for i, p, img in items
         )
-        for i, (p, img) in enumerate(zip(paths[::-1][:n], bottom, strict=True))
-    ]
+        for key, items in (("top", top), ("bottom", low))
+    }
     page = _PAGE.format(
         title=html.escape(f"adgan rank: {coll.path.name}"),
         summary=html.escape(
             f"{len(paths)} images ranked; threshold {threshold:.6g} "
             f"(anomaly score); {int((scores > threshold).sum())} flagged"
         ),
-        top="\n".join(cards),
-        bottom="\n".join(low),
+        **cards,
     )
-    atomic_write(out / "gallery.html", lambda fh: fh.write(page.encode("utf-8")))
+    atomic_write(
+        out / "gallery.html", lambda fh: fh.write(page.encode("utf-8", "backslashreplace"))
+    )
 
 
 def _card(rank: int, path: str, img: np.ndarray, score: float, pct: float, flagged: bool) -> str:

@@ -16,15 +16,17 @@ with the running statistics estimated after training (a single latent vector has
 statistics), and its affine scale and shift are part of theta, adapted per seed like the
 convolution weights. The running statistics themselves stay fixed.
 
-Two implementations share this contract:
+Three implementations share this contract:
 
-* ``kernel="bmm"`` (the default): the parameters of all pairs in a chunk are stacked into
-  tensors with a leading pair axis; each transposed convolution runs as one batched matrix
-  product (per-pair weights) followed by ``fold``; a single fused Adam updates the stacked
-  tensors. Adam is element-wise and the loss is a sum over pairs whose terms depend on
-  disjoint parameters, so this is exactly an independent Adam per pair.
+* ``kernel="fused"`` (the default, ``"auto"``): the parameters of all pairs in a chunk are
+  stacked into tensors with a leading pair axis; each transposed convolution runs as one
+  batched matrix product (per-pair weights) followed by ``fold``; the backward pass is
+  written by hand into buffers allocated once per chunk size, and a single fused Adam updates
+  the stacked tensors. Adam is element-wise and the loss is a sum over pairs whose terms
+  depend on disjoint parameters, so this is exactly an independent Adam per pair.
+* ``kernel="bmm"``: the same forward pass with autograd computing the backward pass.
 * ``kernel="loop"``: the plain reference, one deep copy of the generator and two
-  ``torch.optim.Adam`` per (image, seed). Tests check the two agree.
+  ``torch.optim.Adam`` per (image, seed). Tests check all three agree.
 
 Memory is bounded by ``max_pairs``: the (image, seed) pairs are processed in chunks of at
 most that many, so the peak does not grow with the number of images.

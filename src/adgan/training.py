@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from adgan import __version__
@@ -119,8 +118,9 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         )
     if len(X) < 2:
         raise ConfigError(f"training needs at least 2 images, got {len(X)}")
-    torch.manual_seed(seed)
-    gen, critic = Generator(arch).to(device), Critic(arch).to(device)
+    with torch.random.fork_rng(devices=[]):  # seed the initialisation, not the caller's RNG
+        torch.manual_seed(seed)
+        gen, critic = Generator(arch).to(device), Critic(arch).to(device)
     opt_g, opt_d = make_optimizers(gen, critic, cfg)
     rng = torch.Generator(device=device)
     rng.manual_seed(seed)
@@ -132,7 +132,9 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         out.mkdir(parents=True, exist_ok=True)
         ck = out / CHECKPOINT
         if ck.exists():
-            start, history = _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng)
+            start, history = _resume(
+                ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, data_fingerprint(X)
+            )
             log.info("resuming %s at generator iteration %d", ck, start)
         _rewrite_log(out / "losses.csv", history)
     batch = min(cfg.batch_size, len(X))
@@ -181,9 +183,19 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         history.append(rec)
         if out is not None:
             _append_log(out / "losses.csv", rec)
-            if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+            if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
                 save_checkpoint(
-                    out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, it + 1
+                    out / CHECKPOINT,
+                    arch,
+                    cfg,
+                    seed,
+                    gen,
+                    critic,
+                    opt_g,
+                    opt_d,
+                    rng,
+                    it + 1,
+                    data_fingerprint(X),
                 )
         if progress is not None:
             progress(it + 1, rec)
@@ -194,7 +206,17 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
     critic.eval()
     if out is not None:
         save_checkpoint(
-            out / CHECKPOINT, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, cfg.iterations
+            out / CHECKPOINT,
+            arch,
+            cfg,
+            seed,
+            gen,
+            critic,
+            opt_g,
+            opt_d,
+            rng,
+            cfg.iterations,
+            data_fingerprint(X),
         )
         save_sample_grid(gen, out / "samples.png", seed=seed)
     return gen, critic, history
@@ -234,7 +256,18 @@ def _check_divergence(rec: dict, cfg: TrainConfig, out: Path | None) -> None:
         )
 
 
-def save_checkpoint(path, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, iteration) -> None:
+def data_fingerprint(X: torch.Tensor) -> str:
+    """Identifies the training images, so that a checkpoint is never resumed on other data."""
+    import hashlib
+
+    h = hashlib.sha1(str(tuple(X.shape)).encode())
+    h.update(X.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, iteration, fingerprint: str = ""
+) -> None:
     atomic_torch_save(
         {
             "format": "adgan-gan",
@@ -248,6 +281,8 @@ def save_checkpoint(path, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, itera
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
             "rng": rng.get_state(),
+            "rng_device": str(rng.device),
+            "data": fingerprint,
         },
         path,
     )
@@ -276,8 +311,20 @@ def _load_state(module: torch.nn.Module, state: dict, path, what: str) -> None:
         ) from exc
 
 
-def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng):
+def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint):
     blob = safe_torch_load(ck, "GAN checkpoint")
+    if not isinstance(blob, dict) or blob.get("format") != "adgan-gan":
+        raise CheckpointError(f"{ck}: not an adgan GAN checkpoint; use another output folder")
+    if blob.get("data") != fingerprint:
+        raise CheckpointError(
+            f"{ck}: trained on other images (or another calibration split); "
+            "use another output folder"
+        )
+    if blob.get("rng_device") != str(rng.device):
+        raise CheckpointError(
+            f"{ck}: written on {blob.get('rng_device')}, resumed on {rng.device}; "
+            "resume on the same kind of device"
+        )
     if json.loads(blob["arch"]) != arch.to_dict():
         raise CheckpointError(
             f"{ck}: made for architecture {blob['arch']}, not {json.dumps(arch.to_dict())}; "
@@ -297,6 +344,11 @@ def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng):
     opt_d.load_state_dict(blob["opt_d"])
     rng.set_state(blob["rng"])
     it = int(blob["iteration"])
+    if it > cfg.iterations:
+        raise CheckpointError(
+            f"{ck}: already trained for {it} generator iterations, more than the "
+            f"{cfg.iterations} asked for; ask for at least as many or use another folder"
+        )
     history = [r for r in _read_log(ck.parent / "losses.csv") if r["iteration"] <= it]
     return it, history
 
@@ -347,9 +399,3 @@ def save_sample_grid(gen: Generator, path: str | Path, n: int = 64, seed: int = 
     gen.eval()
     imgs = gen(torch.randn(n, gen.config.latent_dim, generator=rng, device=dev)).cpu().numpy()
     save_image_grid(imgs, path)
-
-
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    from adgan.base import as_images
-
-    return torch.from_numpy(as_images(images))

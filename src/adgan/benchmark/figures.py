@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from adgan.plots import atomic_write, image_grid  # noqa: E402
+from adgan.files import atomic_write  # noqa: E402
+from adgan.plots import image_grid  # noqa: E402
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
 

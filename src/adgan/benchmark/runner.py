@@ -17,8 +17,9 @@ import numpy as np
 
 from adgan.benchmark.figures import save_gallery, save_roc, save_trajectories
 from adgan.benchmark.tables import markdown_table
+from adgan.errors import ConfigError
 from adgan.evaluate import evaluate_class, load_for
-from adgan.plots import atomic_write
+from adgan.files import atomic_write, complete_rows
 from adgan.presets import Preset
 
 log = logging.getLogger(__name__)
@@ -32,18 +33,15 @@ FIELDS = [
 
 def read_results(path: Path) -> list[dict]:
     """Rows of results.csv; a last row cut short by an interruption is dropped."""
-    if not path.exists():
-        return []
     rows = []
-    with path.open(newline="") as fh:
-        for r in csv.DictReader(fh):
-            try:
-                r["auc"] = float(r["auc"])
-                r["normal_class"] = int(r["normal_class"])
-                r["run"] = int(r["run"])
-            except (TypeError, ValueError, KeyError):
-                continue
-            rows.append(r)
+    for r in complete_rows(path):
+        try:
+            r["auc"] = float(r["auc"])
+            r["normal_class"] = int(r["normal_class"])
+            r["run"] = int(r["run"])
+        except (TypeError, ValueError, KeyError):
+            continue
+        rows.append(r)
     return rows
 
 
@@ -79,6 +77,16 @@ def run_benchmark(
     out = Path(out)
     (out / "scores").mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
+    _check_settings(
+        out,
+        {
+            "dataset": dataset,
+            "preset": preset.name,
+            "seed": seed,
+            "protocol": preset.protocol,
+            "params": {**preset.params, **(extra_params or {})},
+        },
+    )
     rows = read_results(results)
     _write_results(results, rows)  # drops a half-written last line, keeps the header
     done = {(r["dataset"], r["normal_class"], r["method"], r["run"]) for r in rows}
@@ -140,6 +148,22 @@ def run_benchmark(
 def _save_scores(path: Path, task, scores: np.ndarray) -> None:
     arrays = {"y": task.y_test, "score": scores, "index": task.test_index}
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """A rerun resumes only with the settings of the rows already written."""
+    import json
+
+    path = out / "settings.json"
+    settings = json.loads(json.dumps(settings, default=str))
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != settings:
+            raise ConfigError(
+                f"{out} holds results made with other settings ({path}); use another --out"
+            )
+    else:
+        atomic_write(path, lambda fh: fh.write(json.dumps(settings, indent=1).encode()))
 
 
 def write_reports(out: Path, dataset: str, methods: list[str]) -> None:

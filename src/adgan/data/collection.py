@@ -67,15 +67,20 @@ class Collection:
             return
         with self._env.begin() as txn:
             for key in txn.cursor().iternext(keys=True, values=False):
-                yield key.decode("utf-8", errors="backslashreplace")
+                yield key.decode("utf-8", errors="surrogateescape")
 
     def read(self, id_: str) -> np.ndarray:
         if self.kind == "folder":
-            with open(self._files[id_], "rb") as fh:
-                data = fh.read()
-            return decode_image(data, self.channels, self.size, str(self._files[id_]))
+            path = self._files.get(id_)
+            if path is None:
+                raise _ImageError(Path(id_), f"not in {self.path}")
+            try:
+                data = path.read_bytes()
+            except OSError as exc:  # permissions, a broken link, a vanished file
+                raise _ImageError(path, f"unreadable file ({exc.strerror or exc})") from exc
+            return decode_image(data, self.channels, self.size, str(path))
         with self._env.begin() as txn:
-            data = txn.get(id_.encode("utf-8"))
+            data = txn.get(id_.encode("utf-8", errors="surrogateescape"))
         if data is None:
             raise _ImageError(Path(id_), "key not found in the database")
         return decode_image(data, self.channels, self.size, id_)

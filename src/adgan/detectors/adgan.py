@@ -192,9 +192,7 @@ class ADGAN(BaseDetector):
     # -- scoring --------------------------------------------------------------------------
     def search(self, X, record: bool = False) -> SearchResult:
         """Run the latent search on validated images; exposes per-seed losses and latents."""
-        from adgan.base import as_images
-
-        X = torch.from_numpy(as_images(X))
+        X = torch.from_numpy(self._validate(X, reset=False))
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm

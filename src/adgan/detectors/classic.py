@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from adgan.base import BaseDetector, as_images, resolve_device, split_calibration
-from adgan.errors import ConfigError, DataError
+from adgan.base import BaseDetector, resolve_device, split_calibration
+from adgan.errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -293,15 +293,7 @@ class ClassicDetector(BaseDetector):
             as_img = hasattr(self, "image_shape_")
         if not as_img:
             return self._validate_data_2d(X, reset)
-        X = as_images(X)
-        if reset:
-            self.image_shape_ = tuple(int(s) for s in X.shape[1:])
-        elif tuple(X.shape[1:]) != tuple(self.image_shape_):
-            raise DataError(
-                f"X: expected images of shape {tuple(self.image_shape_)} as in fit, "
-                f"got {tuple(X.shape[1:])}"
-            )
-        return X
+        return self._validate_images(X, reset)
 
     def _labels(self, y, n: int) -> np.ndarray | None:
         if y is None:
@@ -487,14 +479,6 @@ class ClassicDetector(BaseDetector):
     def _score_features(self, F: np.ndarray) -> np.ndarray:
         return self._model_score(vars(self), self._project(F, vars(self)))
 
-    def _fit(self, X: np.ndarray) -> None:
-        """Contract hook: fit on validated inlier images with ``pca_dim_default``."""
-        F = self._raw_features(X)
-        dim = self.pca_dim_default if self.pca_dim_default is not None else max(self.pca_dims)
-        self.pca_dim_ = self._clip_dim(dim, len(F), F.shape[1])
-        for name, value in self._fit_space(F, self.pca_dim_).items():
-            setattr(self, name, value)
-
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._score_features(self._raw_features(X))
 
@@ -535,6 +519,8 @@ class ClassicDetector(BaseDetector):
         self.feature_scale_ = float(state["feature_scale"])
         self.train_features_ = state["train_features"].numpy()
         for k, v in state["hyper"].items():
+            if k not in ("bandwidth_", "gamma_", "n_components_"):  # data, never attributes
+                raise CheckpointError(f"unexpected entry {k!r} in the detector file")
             setattr(self, k, v)
         if self.model == "gmm":
             from sklearn.mixture import GaussianMixture
@@ -545,8 +531,8 @@ class ClassicDetector(BaseDetector):
                 reg_covar=self.reg_covar,
                 random_state=self.random_state,
             )
-            for k, v in state["gmm"].items():
-                setattr(gmm, k, v.numpy())
+            for k in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+                setattr(gmm, k, state["gmm"][k].numpy())
             gmm.n_features_in_ = self.train_features_.shape[1]
             gmm.converged_, gmm.n_iter_, gmm.lower_bound_ = True, 0, -np.inf
             self.model_ = gmm
