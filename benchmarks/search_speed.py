@@ -68,8 +68,11 @@ def _worker(args, kernel, seeds, n_images, q):
     from adgan.search import SearchConfig, latent_search
 
     torch.manual_seed(0)
-    gen = Generator(DCGANConfig(image_size=args.size, channels=args.channels,
-                                latent_dim=args.latent, width=args.width)).to(args.device)
+    gen = Generator(
+        DCGANConfig(
+            image_size=args.size, channels=args.channels, latent_dim=args.latent, width=args.width
+        )
+    ).to(args.device)
     gen.train()
     with torch.no_grad():
         gen(torch.randn(256, args.latent, device=args.device))  # realistic running statistics
@@ -87,8 +90,16 @@ def _worker(args, kernel, seeds, n_images, q):
     dt = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else 0
-    q.put((res.seed_losses, n_images / dt, peak, gpu_peak, search_flops(gen, seeds, args.steps),
-           sum(p.numel() for p in gen.parameters())))
+    q.put(
+        (
+            res.seed_losses,
+            n_images / dt,
+            peak,
+            gpu_peak,
+            search_flops(gen, seeds, args.steps),
+            sum(p.numel() for p in gen.parameters()),
+        )
+    )
 
 
 def run(args, kernel, seeds, n_images):
@@ -117,12 +128,16 @@ def main() -> None:
     if args.quick:
         args.images, args.loop_images = 4, 1
     peak_flops = matmul_gflops(args.device)
-    print(f"device {args.device} ({platform.machine()}, {torch.get_num_threads()} threads), "
-          f"torch {torch.__version__}; generator {args.size}px x{args.channels}, width "
-          f"{args.width}, latent {args.latent}; steps {args.steps}")
+    print(
+        f"device {args.device} ({platform.machine()}, {torch.get_num_threads()} threads), "
+        f"torch {torch.__version__}; generator {args.size}px x{args.channels}, width "
+        f"{args.width}, latent {args.latent}; steps {args.steps}"
+    )
     print(f"fp32 matmul (2048^3): {peak_flops:.1f} GFLOP/s")
-    print(f"{'seeds':>5} {'variant':>8} {'img/s':>8} {'GFLOP/s':>8} {'of matmul':>9} "
-          f"{'peak RSS MB':>11} {'GPU MB':>7}")
+    print(
+        f"{'seeds':>5} {'variant':>8} {'img/s':>8} {'GFLOP/s':>8} {'of matmul':>9} "
+        f"{'peak RSS MB':>11} {'GPU MB':>7}"
+    )
     last = None
     for seeds in (8, 64):
         loop = run(args, "loop", seeds, args.loop_images)
@@ -131,12 +146,16 @@ def main() -> None:
         ok = np.allclose(fast[0][:n], loop[0][:n], rtol=1e-3)
         for name, r in (("loop", loop), (args.kernel, fast)):
             gfl = r[1] * r[4] / 1e9
-            print(f"{seeds:>5} {name:>8} {r[1]:>8.3f} {gfl:>8.1f} {gfl / peak_flops:>9.2%} "
-                  f"{r[2]:>11.0f} {r[3]:>7.0f}")
+            print(
+                f"{seeds:>5} {name:>8} {r[1]:>8.3f} {gfl:>8.1f} {gfl / peak_flops:>9.2%} "
+                f"{r[2]:>11.0f} {r[3]:>7.0f}"
+            )
         ratio = fast[1] / loop[1]
         frac = fast[1] * fast[4] / 1e9 / peak_flops
-        print(f"      seeds={seeds}: ratio {ratio:.2f}x, scores agree (rtol 1e-3): {ok}, "
-              f"generator parameters {fast[5]:,}")
+        print(
+            f"      seeds={seeds}: ratio {ratio:.2f}x, scores agree (rtol 1e-3): {ok}, "
+            f"generator parameters {fast[5]:,}"
+        )
         if not ok:
             raise SystemExit("the kernels disagree: the timing is void")
         last = (ratio, frac, fast[2] if not args.device.startswith("cuda") else fast[3])

@@ -425,7 +425,8 @@ def cmd_rank(args) -> int:
 
     if args.chunk < 1:
         raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
-    det = load_detector(_model_path(args.model), device=args.device, verbose=not args.quiet)
+    # one progress bar, rank's own, rather than one per chunk
+    det = load_detector(_model_path(args.model), device=args.device, verbose=False)
     res = rank_collection(
         det, args.data, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
     )
