@@ -77,8 +77,20 @@ def _worker(args, kernel, seeds, n_images, q):
     with torch.no_grad():
         gen(torch.randn(256, args.latent, device=args.device))  # realistic running statistics
     gen.eval()
-    x = torch.rand(n_images, args.channels, args.size, args.size, device=args.device) * 2 - 1
-    z0 = torch.randn(seeds, args.latent, device=args.device)
+    # separate streams: the seeds and the first images must not depend on n_images
+    z0 = torch.randn(seeds, args.latent, generator=torch.Generator().manual_seed(1))
+    x = (
+        torch.rand(
+            n_images,
+            args.channels,
+            args.size,
+            args.size,
+            generator=torch.Generator().manual_seed(2),
+        )
+        * 2
+        - 1
+    )
+    z0, x = z0.to(args.device), x.to(args.device)
     cfg = SearchConfig(n_seeds=seeds, steps=args.steps, kernel=kernel)
     latent_search(gen, x[:1], z0, cfg)  # warm-up
     if args.device.startswith("cuda"):

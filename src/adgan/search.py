@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -184,14 +185,19 @@ def latent_search(
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
     chunk = auto_max_pairs(gen, cfg) if kernel != "loop" else S
     chunk = min(chunk, total)
-    kernels: dict[int, FusedKernel] = {}
+    # buffers are kept with the generator between calls: scoring a stream chunk by chunk
+    # (rank) then allocates them once, instead of once per chunk
+    kernels = _KERNELS.setdefault(gen, {}) if kernel == "fused" else {}
 
     def run(gen, xs, zs, cfg, record):
         if kernel == "fused":
             P = xs.shape[0]
-            if P not in kernels:  # at most two sizes: the chunk and the remainder
-                kernels[P] = FusedKernel(gen, P)
-            return kernels[P].run(xs, zs, cfg, record)
+            key = (P, xs.dtype, xs.device)
+            if key not in kernels:
+                if len(kernels) >= 2:  # the chunk size and one remainder
+                    kernels.pop(next((k for k in kernels if k[0] != chunk), next(iter(kernels))))
+                kernels[key] = FusedKernel(gen, P)
+            return kernels[key].run(xs, zs, cfg, record)
         return (_search_pairs_bmm if kernel == "bmm" else _search_pairs_loop)(
             gen, xs, zs, cfg, record
         )
@@ -265,6 +271,9 @@ def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
     return final.cpu().numpy(), zf
 
 
+_KERNELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class FusedKernel:
     """The search for a fixed number P of pairs with a hand-written backward pass.
 
@@ -274,7 +283,7 @@ class FusedKernel:
     """
 
     def __init__(self, gen: Generator, P: int):
-        self.gen = gen
+        self._gen = weakref.ref(gen)
         self.P = P
         ref = generator_parameters(gen)
         self.theta = [torch.empty((P, *p.shape), dtype=p.dtype, device=p.device) for p in ref]
@@ -288,14 +297,11 @@ class FusedKernel:
         self.opt_z: torch.optim.Adam | None = None
         self.opt_t: torch.optim.Adam | None = None
         self._hyper: tuple | None = None
-        # running-statistics normalisation per BatchNorm layer: (inv_std, mean) as (1, C, 1, 1)
-        self.bn = [
-            (
-                torch.rsqrt(n.running_var + n.eps)[None, :, None, None],
-                n.running_mean[None, :, None, None],
-            )
-            for n in gen.norms
-        ]
+        self.bn: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def gen(self) -> Generator:
+        return self._gen()  # a weak reference: the cache of kernels must not keep it alive
 
     def _optimizers(self, cfg: SearchConfig):
         hyper = (cfg.lr_z, cfg.lr_theta, cfg.betas, cfg.eps, cfg.adapt_generator)
@@ -387,6 +393,16 @@ class FusedKernel:
                 d = torch.bmm(Wm, dcols).view(P, cin, side, side)  # (P, Cin, H, W)
 
     def run(self, xs: torch.Tensor, zs: torch.Tensor, cfg: SearchConfig, record: bool):
+        # running-statistics normalisation per BatchNorm layer: (inv_std, mean) as (1, C, 1, 1),
+        # read afresh in case the generator changed since the buffers were made
+        gen = self.gen
+        self.bn = [
+            (
+                torch.rsqrt(n.running_var + n.eps)[None, :, None, None],
+                n.running_mean[None, :, None, None],
+            )
+            for n in gen.norms
+        ]
         with torch.no_grad():
             for t, p in zip(self.theta, generator_parameters(self.gen), strict=True):
                 t.copy_(p.detach().unsqueeze(0).expand_as(t))
