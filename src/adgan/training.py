@@ -128,12 +128,29 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
     history: list[dict] = []
     start = 0
     out = Path(out_dir) if out_dir is not None else None
+    fingerprint = data_fingerprint(X) if out is not None else ""
+
+    def checkpoint(iteration: int) -> None:
+        save_checkpoint(
+            out / CHECKPOINT,
+            arch,
+            cfg,
+            seed,
+            gen,
+            critic,
+            opt_g,
+            opt_d,
+            rng,
+            iteration,
+            fingerprint,
+        )
+
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         ck = out / CHECKPOINT
         if ck.exists():
             start, history = _resume(
-                ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, data_fingerprint(X)
+                ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint
             )
             log.info("resuming %s at generator iteration %d", ck, start)
         _rewrite_log(out / "losses.csv", history)
@@ -184,19 +201,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         if out is not None:
             _append_log(out / "losses.csv", rec)
             if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
-                save_checkpoint(
-                    out / CHECKPOINT,
-                    arch,
-                    cfg,
-                    seed,
-                    gen,
-                    critic,
-                    opt_g,
-                    opt_d,
-                    rng,
-                    it + 1,
-                    data_fingerprint(X),
-                )
+                checkpoint(it + 1)
         if progress is not None:
             progress(it + 1, rec)
     for p in critic.parameters():
@@ -205,19 +210,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
     gen.eval()
     critic.eval()
     if out is not None:
-        save_checkpoint(
-            out / CHECKPOINT,
-            arch,
-            cfg,
-            seed,
-            gen,
-            critic,
-            opt_g,
-            opt_d,
-            rng,
-            cfg.iterations,
-            data_fingerprint(X),
-        )
+        checkpoint(cfg.iterations)
         save_sample_grid(gen, out / "samples.png", seed=seed)
     return gen, critic, history
 
