@@ -125,3 +125,24 @@ def test_load_overrides_parameters_before_restoring(tmp_path):
 def test_bad_contamination_is_refused_before_training():
     with pytest.raises(ConfigError, match="contamination"):
         ADGAN(**TINY, contamination=1.5).fit(_images())
+
+
+def test_prior_score_shares_adgans_search_only_when_everything_matches(tmp_path):
+    import adgan.detectors.adgan as mod
+    from adgan.detectors.adgan import PriorLikelihood
+
+    X = _images()
+    det = ADGAN(**TINY, work_dir=str(tmp_path)).fit(X)
+    prior = PriorLikelihood(**TINY, work_dir=str(tmp_path)).fit(X)  # the same GAN, reused
+    mod._RECENT.clear()
+    fresh = det.search(X[:5]).prior_log_density()
+    det.anomaly_score(X[:5])
+    assert len(mod._RECENT) == 1
+    np.testing.assert_array_equal(prior.score_samples(X[:5]), fresh)  # from the shared search
+    assert len(mod._RECENT) == 1
+    # other images, other seeds or other settings are searched anew
+    prior.score_samples(X[5:9])
+    PriorLikelihood(**{**TINY, "steps": 1}, work_dir=str(tmp_path)).fit(X).score_samples(X[:5])
+    assert len(mod._RECENT) == 4  # X[5:9], then the calibration and X[:5] at steps=1
+    other = ADGAN(**TINY, random_state=5).fit(X)
+    assert not np.array_equal(other.score_samples(X[:5]), det.score_samples(X[:5]))

@@ -39,6 +39,25 @@ def test_batched_search_equals_plain_loop_with_torch_adam(kernel, adapt, size, c
     np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.parametrize("cache_bytes", [1, 20000])
+def test_fused_updates_a_few_pairs_at_a_time_equal_the_plain_loop(monkeypatch, cache_bytes):
+    # a tiny cache budget makes every layer's Adam run one pair (or a few) at a time, with
+    # the last group of a chunk shorter than the others
+    import adgan.search as search
+
+    monkeypatch.setattr(search, "_CACHE_BYTES", cache_bytes)
+    g = _generator(size=16, channels=3)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(4, 6, dtype=torch.float64)
+    cfg = dict(n_seeds=4, steps=3)
+    fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=7, kernel="fused"))
+    kernel = search._KERNELS[g][(torch.float64, torch.device("cpu"))]
+    assert max(s for s in kernel.sub if s < 7) == (1 if cache_bytes == 1 else 6)
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"))
+    np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
+
+
 def test_float32_search_matches_loop_to_float_tolerance():
     g = _generator(dtype=torch.float32, size=16)
     x = torch.rand(2, 1, 16, 16) * 2 - 1

@@ -145,12 +145,14 @@ def pair_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (recon - x).pow(2).flatten(1).sum(1)
 
 
-def auto_max_pairs(gen: Generator, cfg: SearchConfig) -> int:
+def auto_max_pairs(gen: Generator, cfg: SearchConfig, kernel: str = "bmm") -> int:
     if cfg.max_pairs is not None:
         return max(1, int(cfg.max_pairs))
     n_params = sum(p.numel() for p in generator_parameters(gen))
-    # parameters, gradients, two Adam moments and autograd's saved tensors: about 6 copies
-    per_pair = 6 * n_params * 4 + 64 * gen.config.channels * gen.config.image_size**2
+    # with autograd: parameters, gradients, two Adam moments and saved tensors, about 6
+    # copies; the fused kernel keeps parameters and moments only (gradients stay small)
+    copies = 3 if kernel == "fused" else 6
+    per_pair = copies * n_params * 4 + 64 * gen.config.channels * gen.config.image_size**2
     return max(1, int(cfg.memory_mb * 2**20 // per_pair))
 
 
@@ -183,7 +185,7 @@ def latent_search(
     z_final = np.empty((total, z0.shape[1]))
     z_path = np.empty((cfg.steps + 1, total, z0.shape[1])) if record else None
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
-    chunk = auto_max_pairs(gen, cfg) if kernel != "loop" else S
+    chunk = auto_max_pairs(gen, cfg, kernel) if kernel != "loop" else S
     chunk = min(chunk, total)
     # buffers are kept with the generator between calls: scoring a stream chunk by chunk
     # (rank) then allocates them once, instead of once per chunk
@@ -191,12 +193,12 @@ def latent_search(
 
     def run(gen, xs, zs, cfg, record):
         if kernel == "fused":
-            P = xs.shape[0]
-            key = (P, xs.dtype, xs.device)
-            if key not in kernels:
-                if len(kernels) >= 2:  # the chunk size and one remainder
-                    kernels.pop(next((k for k in kernels if k[0] != chunk), next(iter(kernels))))
-                kernels[key] = FusedKernel(gen, P)
+            # one kernel per dtype and device, as large as the largest chunk so far: the
+            # last, shorter chunk of a call runs on a view of the same buffers
+            key = (xs.dtype, xs.device)
+            if key not in kernels or kernels[key].capacity < chunk:
+                kernels.pop(key, None)  # free the old buffers before making larger ones
+                kernels[key] = FusedKernel(gen, chunk)
             return kernels[key].run(xs, zs, cfg, record)
         return (_search_pairs_bmm if kernel == "bmm" else _search_pairs_loop)(
             gen, xs, zs, cfg, record
@@ -274,55 +276,90 @@ def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
 _KERNELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+# bytes of one layer's weights and gradients handled per Adam call on CPU: small enough to
+# stay in the last-level cache between the gradient product and the update
+_CACHE_BYTES = 8 * 2**20
+
+
+def _adam_(params, grads, exp_avgs, exp_avg_sqs, step: torch.Tensor, lr: float, cfg) -> None:
+    """One fused Adam step (torch's own kernel, as torch.optim.Adam(fused=True) runs it) on
+    lists of tensors whose moments are already at ``step - 1``."""
+    torch._fused_adam_(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        [step] * len(params),
+        lr=lr,
+        beta1=cfg.betas[0],
+        beta2=cfg.betas[1],
+        weight_decay=0.0,
+        eps=cfg.eps,
+        amsgrad=False,
+        maximize=False,
+    )
+
+
 class FusedKernel:
     """The search for a fixed number P of pairs with a hand-written backward pass.
 
-    Parameters, gradients, Adam moments and activations live in buffers allocated once and
-    reused for every chunk (fresh multi-megabyte allocations each step cost as much as the
-    arithmetic on CPU), and one fused Adam updates the stacked tensors.
+    Parameters, Adam moments and activations live in buffers allocated once and reused for
+    every chunk (fresh multi-megabyte allocations each step cost as much as the arithmetic
+    on CPU). The search is bound by memory traffic: every pair owns its parameters and two
+    Adam moments. So each layer's update runs right after that layer's backward pass, a few
+    pairs at a time: the weight gradient goes into a small buffer that never leaves the
+    cache, and the weights just read by the backward product are still cached when Adam
+    updates them. The update is torch's fused Adam; it is exact because Adam is element-wise
+    and a layer's gradient depends only on the weights above it (already consumed) and its
+    own (read before they change).
     """
 
-    def __init__(self, gen: Generator, P: int):
+    def __init__(self, gen: Generator, capacity: int):
         self._gen = weakref.ref(gen)
-        self.P = P
+        self.capacity = P = capacity
         ref = generator_parameters(gen)
-        self.theta = [torch.empty((P, *p.shape), dtype=p.dtype, device=p.device) for p in ref]
-        for t in self.theta:
-            t.grad = torch.zeros_like(t)
         p0 = ref[0]
-        self.z = torch.empty((P, gen.config.latent_dim), dtype=p0.dtype, device=p0.device)
-        self.z.grad = torch.zeros_like(self.z)
-        fused = {"fused": True} if p0.device.type in ("cpu", "cuda") else {}
-        self._fused = fused
-        self.opt_z: torch.optim.Adam | None = None
-        self.opt_t: torch.optim.Adam | None = None
-        self._hyper: tuple | None = None
+        dev, dt = p0.device, p0.dtype
+        # storage for up to ``capacity`` pairs; ``run`` works on views of the first n
+        theta = [torch.empty((P, *p.shape), dtype=dt, device=dev) for p in ref]
+        latent = gen.config.latent_dim
+        self._store = {
+            "theta": theta,
+            "m": [torch.empty_like(t) for t in theta],
+            "v": [torch.empty_like(t) for t in theta],
+            "z": torch.empty((P, latent), dtype=dt, device=dev),
+            "z_grad": torch.empty((P, latent), dtype=dt, device=dev),
+            "z_m": torch.empty((P, latent), dtype=dt, device=dev),
+            "z_v": torch.empty((P, latent), dtype=dt, device=dev),
+        }
+        self._use(P)
+        # pairs per Adam call for each parameter; a gradient buffer of that many pairs
+        self.sub = []
+        for p in ref:
+            per_pair = 2 * p.numel() * p.element_size()
+            s = P if dev.type != "cpu" else max(1, min(P, _CACHE_BYTES // per_pair))
+            self.sub.append(s)
+        self.grad = [
+            torch.empty((s, *p.shape), dtype=dt, device=dev)
+            for s, p in zip(self.sub, ref, strict=True)
+        ]
+        self.step = torch.zeros((), dtype=torch.float32, device=dev)
         self.bn: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _use(self, n: int) -> None:
+        """Work on the first n pairs of the storage."""
+        st = self._store
+        self.P = n
+        self.theta = [t[:n] for t in st["theta"]]
+        self.m = [t[:n] for t in st["m"]]
+        self.v = [t[:n] for t in st["v"]]
+        self.z, self.z_grad = st["z"][:n], st["z_grad"][:n]
+        self.z_m, self.z_v = st["z_m"][:n], st["z_v"][:n]
 
     @property
     def gen(self) -> Generator:
         return self._gen()  # a weak reference: the cache of kernels must not keep it alive
-
-    def _optimizers(self, cfg: SearchConfig):
-        hyper = (cfg.lr_z, cfg.lr_theta, cfg.betas, cfg.eps, cfg.adapt_generator)
-        if hyper != self._hyper:
-            self.opt_z = torch.optim.Adam(
-                [self.z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps, **self._fused
-            )
-            self.opt_t = (
-                torch.optim.Adam(
-                    self.theta, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, **self._fused
-                )
-                if cfg.adapt_generator
-                else None
-            )
-            self._hyper = hyper
-        for opt in (self.opt_z, self.opt_t):
-            if opt is not None:
-                for st in opt.state.values():  # a fresh Adam for every chunk
-                    st["step"].zero_()
-                    st["exp_avg"].zero_()
-                    st["exp_avg_sq"].zero_()
 
     @torch.no_grad()
     def forward(self, z: torch.Tensor):
@@ -340,10 +377,11 @@ class FusedKernel:
                 a = torch.bmm(h.unsqueeze(1), Wm).view(P, cout, k, k)  # (P, Cout, s0, s0)
             else:
                 side = h.shape[-1]
-                cols = torch.bmm(
-                    Wm.transpose(1, 2), h.reshape(P, cin, side * side)
-                )  # (P, Cout*k*k, HW)
-                a = F.fold(cols, (2 * side, 2 * side), kernel_size=k, stride=2, padding=1)
+                # (HW, Cin) @ (Cin, Cout*k*k): the wide product runs faster than its transpose
+                cols = torch.bmm(h.reshape(P, cin, side * side).transpose(1, 2), Wm)
+                a = F.fold(
+                    cols.transpose(1, 2), (2 * side, 2 * side), kernel_size=k, stride=2, padding=1
+                )
             if i < len(gen.norms):
                 inv, mean = self.bn[i]
                 ahat = (a - mean).mul_(inv)  # (P, C, H, W)
@@ -358,9 +396,21 @@ class FusedKernel:
         return h, saved
 
     @torch.no_grad()
-    def backward(self, out: torch.Tensor, x: torch.Tensor, saved, adapt: bool) -> None:
-        """Gradients of sum_p ||out_p - x_p||^2 into theta[i].grad and z.grad."""
+    def backward_update(self, out, x, saved, cfg: SearchConfig, first: bool) -> None:
+        """Gradients of sum_p ||out_p - x_p||^2, each layer's Adam step on theta as soon as
+        its gradient is known (``first``: the moments start at zero), and z's gradient into
+        ``z_grad``."""
         gen, P, th = self.gen, self.P, self.theta
+        adapt = cfg.adapt_generator
+        lr = cfg.lr_theta
+
+        def update(idx, a, b, grad):
+            if first:
+                self.m[idx][a:b].zero_()
+                self.v[idx][a:b].zero_()
+            _adam_([th[idx][a:b]], [grad], [self.m[idx][a:b]], [self.v[idx][a:b]],
+                   self.step, lr, cfg)  # fmt: skip
+
         d = (out - x).mul_(2).mul_(1 - out * out)  # dL/da of the last layer
         j = len(th)
         for i in range(len(gen.convs) - 1, -1, -1):
@@ -372,27 +422,44 @@ class FusedKernel:
                 j -= 2
                 dy = d.mul_(y > 0)  # (P, C, H, W)
                 if adapt:
-                    torch.sum(dy * ahat, dim=(2, 3), out=th[j].grad)
-                    torch.sum(dy, dim=(2, 3), out=th[j + 1].grad)
+                    g_gamma, g_beta = (dy * ahat).sum((2, 3)), dy.sum((2, 3))
                 d = dy.mul_(th[j][:, :, None, None] * self.bn[i][0])  # d ahat / d a = inv_std
+                if adapt:  # after d: that used the scale before this step's update
+                    update(j, 0, P, g_gamma)
+                    update(j + 1, 0, P, g_beta)
             j -= 1
-            W = th[j]
-            Wm = W.view(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
-            gW = W.grad.view(P, cin, cout * k * k)
+            Wm = th[j].view(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
             if i == 0:
                 da = d.reshape(P, 1, cout * k * k)  # (P, 1, Cout*k*k)
-                if adapt:
-                    torch.mul(inp.unsqueeze(2), da, out=gW)  # per-pair outer product z (x) da
-                torch.bmm(da, Wm.transpose(1, 2), out=self.z.grad.unsqueeze(1))
+                d_in = None
             else:
                 side = inp.shape[-1]
                 dcols = F.unfold(d, kernel_size=k, stride=2, padding=1)  # (P, Cout*k*k, HW)
                 hin = inp.reshape(P, cin, side * side)  # (P, Cin, HW)
+                d_in = torch.empty((P, cin, side * side), dtype=d.dtype, device=d.device)
+            s = self.sub[j]
+            for a in range(0, P, s):
+                b = min(P, a + s)
+                # the input gradient first: it needs this layer's weights before the update
+                if i == 0:
+                    torch.bmm(da[a:b], Wm[a:b].transpose(1, 2), out=self.z_grad[a:b].unsqueeze(1))
+                else:
+                    torch.bmm(Wm[a:b], dcols[a:b], out=d_in[a:b])
                 if adapt:
-                    torch.bmm(hin, dcols.transpose(1, 2), out=gW)
-                d = torch.bmm(Wm, dcols).view(P, cin, side, side)  # (P, Cin, H, W)
+                    g = self.grad[j][: b - a]
+                    gm = g.view(b - a, cin, cout * k * k)
+                    if i == 0:  # per-pair outer product z (x) da
+                        torch.mul(inp[a:b].unsqueeze(2), da[a:b], out=gm)
+                    else:
+                        torch.bmm(hin[a:b], dcols[a:b].transpose(1, 2), out=gm)
+                    update(j, a, b, g)
+            if d_in is not None:
+                d = d_in.view(P, cin, side, side)
 
     def run(self, xs: torch.Tensor, zs: torch.Tensor, cfg: SearchConfig, record: bool):
+        if xs.shape[0] > self.capacity:
+            raise ValueError(f"{xs.shape[0]} pairs exceed this kernel's {self.capacity}")
+        self._use(xs.shape[0])
         # running-statistics normalisation per BatchNorm layer: (inv_std, mean) as (1, C, 1, 1),
         # read afresh in case the generator changed since the buffers were made
         gen = self.gen
@@ -407,18 +474,18 @@ class FusedKernel:
             for t, p in zip(self.theta, generator_parameters(self.gen), strict=True):
                 t.copy_(p.detach().unsqueeze(0).expand_as(t))
             self.z.copy_(zs)
-        self._optimizers(cfg)
+            self.z_m.zero_()
+            self.z_v.zero_()
         zp, lp = [], []
-        for _ in range(cfg.steps):
+        for t in range(1, cfg.steps + 1):  # a fresh Adam for every chunk
+            self.step.fill_(t)
             out, saved = self.forward(self.z)
             if record:
                 zp.append(self.z.cpu().numpy().copy())
                 lp.append(pair_loss(out, xs).cpu().numpy())
-            self.backward(out, xs, saved, cfg.adapt_generator)
+            self.backward_update(out, xs, saved, cfg, first=t == 1)
             del saved
-            self.opt_z.step()
-            if self.opt_t is not None:
-                self.opt_t.step()
+            _adam_([self.z], [self.z_grad], [self.z_m], [self.z_v], self.step, cfg.lr_z, cfg)
         out, _ = self.forward(self.z)
         final = pair_loss(out, xs).cpu().numpy()
         zf = self.z.detach().cpu().numpy().copy()
