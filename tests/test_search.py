@@ -136,3 +136,12 @@ def test_prior_log_density_is_mean_over_seeds():
     z0 = torch.zeros(2, 6, dtype=torch.float64)
     res = latent_search(g, x, z0, SearchConfig(n_seeds=2, steps=0))
     assert res.prior_log_density()[0] == pytest.approx(-3 * np.log(2 * np.pi))
+
+
+@pytest.mark.parametrize("channels,side,k", [(3, 16, 4), (5, 4, 4), (2, 7, 4)])
+def test_patches_equal_unfold(channels, side, k):
+    from adgan.search import _patches
+
+    d = torch.randn(3, channels, 2 * side, 2 * side)
+    ref = torch.nn.functional.unfold(d, kernel_size=k, stride=2, padding=1)
+    assert torch.equal(_patches(d, k, side), ref)
