@@ -234,6 +234,31 @@ def test_alexnet_features(data):
     )
 
 
+def test_alexnet_methods_share_features_computed_once(data, monkeypatch):
+    import adgan.detectors.classic as classic_mod
+    import adgan.nets.alexnet as alexnet_mod
+
+    calls = []
+    real = alexnet_mod.conv_features
+    monkeypatch.setattr(
+        alexnet_mod, "conv_features", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
+    )
+    classic_mod._FEATURES.clear()
+    kw = dict(features="alexnet", alexnet_weights="random", alexnet_size=64, device="cpu")
+    X, test = data[0], data[1][:6]
+    a = classic("kde", **kw).fit(X)
+    sa = a.score_samples(test)
+    b = classic("gmm", **kw).fit(X)
+    assert calls == [len(X), len(test)]  # the second method reused both
+    np.testing.assert_array_equal(
+        b._raw_features(test), real(b.alexnet_, test, 64).astype(np.float64)
+    )
+    classic_mod._FEATURES.clear()
+    np.testing.assert_array_equal(classic("kde", **kw).fit(X).score_samples(test), sa)
+    classic("kde", **{**kw, "random_state": 3}).fit(X)  # other weights: computed anew
+    assert calls[-1] == len(X) and len(calls) == 5
+
+
 def test_alexnet_weights_are_required(data, tmp_path):
     with pytest.raises(ConfigError, match="alexnet_weights.*torchvision") as err:
         ClassicDetector(features="alexnet").fit(data[0])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections import OrderedDict
 
 import numpy as np
 import torch
 
+from adgan._cache import Recent, digest
 from adgan.base import BaseDetector, resolve_device
 from adgan.nets.dcgan import Critic, DCGANConfig, Generator
 from adgan.search import SearchConfig, SearchResult, latent_search
@@ -19,8 +18,7 @@ log = logging.getLogger(__name__)
 
 # per-image outcomes of recent searches, keyed by a digest of everything they depend on:
 # ADGAN and the prior-likelihood score on the same GAN and images then share one search
-_RECENT: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-_RECENT_SIZE = 4
+_RECENT = Recent(max_items=4)
 
 
 class ADGAN(BaseDetector):
@@ -222,25 +220,14 @@ class ADGAN(BaseDetector):
         """(mean final loss, mean prior log-density of the final latents) per image, from
         the search or, when the same generator, seeds, settings and images were searched a
         moment ago, from that search (the search is deterministic)."""
-        h = hashlib.blake2b(digest_size=20)
-        for t in self.generator_.state_dict().values():
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(self.z0_.cpu().numpy().tobytes())
-        h.update(
-            repr((self.search_config(), str(next(self.generator_.parameters()).device))).encode()
-        )
         Xv = self._validate(X, reset=False)
-        h.update(repr(Xv.shape).encode())
-        h.update(np.ascontiguousarray(Xv).tobytes())
-        key = h.digest()
-        if key in _RECENT:
-            _RECENT.move_to_end(key)
-            return _RECENT[key]
-        res = self.search(Xv)
-        out = (res.loss, res.prior_log_density())
-        _RECENT[key] = out
-        while len(_RECENT) > _RECENT_SIZE:
-            _RECENT.popitem(last=False)
+        dev = str(next(self.generator_.parameters()).device)
+        key = digest(self.generator_.state_dict(), self.z0_, self.search_config(), dev, Xv)
+        out = _RECENT.get(key)
+        if out is None:
+            res = self.search(Xv)
+            out = (res.loss, res.prior_log_density())
+            _RECENT.put(key, out, 16 * len(Xv))
         return out
 
     def _score(self, X: np.ndarray) -> np.ndarray:

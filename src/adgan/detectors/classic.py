@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adgan._cache import Recent, digest
 from adgan.base import BaseDetector, resolve_device, split_calibration
 from adgan.errors import CheckpointError, ConfigError, DataError
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 MODELS = ("kde", "ocsvm", "iforest", "gmm")
 FEATURES = ("pca", "alexnet")
+_FEATURES = Recent(max_items=4, max_bytes=2**30)
 #: the paper's KDE bandwidth grid {2^0, 2^0.5, ..., 2^4}
 BANDWIDTHS = tuple(float(2.0 ** (k / 2)) for k in range(9))
 #: keeps Evangelista et al.'s ratio finite where every kernel value underflows to zero
@@ -318,9 +320,20 @@ class ClassicDetector(BaseDetector):
         if self.features == "alexnet":
             from adgan.nets.alexnet import conv_features
 
-            return conv_features(
-                self.alexnet_, X, self.alexnet_size, self.batch_size, resolve_device(self.device)
-            )
+            # the four *-alexnet methods of one evaluation see the same images: compute the
+            # features once (they are float32 values, so keeping them as float32 is exact)
+            key = digest(self.alexnet_.state_dict(), self.alexnet_size, X)
+            F32 = _FEATURES.get(key)
+            if F32 is None:
+                F32 = conv_features(
+                    self.alexnet_,
+                    X,
+                    self.alexnet_size,
+                    self.batch_size,
+                    resolve_device(self.device),
+                ).astype(np.float32)
+                _FEATURES.put(key, F32, F32.nbytes)
+            return F32.astype(np.float64)
         return X.reshape(len(X), -1).astype(np.float64, copy=False)
 
     def _clip_dim(self, dim: int, n: int, d: int) -> int:
