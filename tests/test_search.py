@@ -145,3 +145,17 @@ def test_patches_equal_unfold(channels, side, k):
     d = torch.randn(3, channels, 2 * side, 2 * side)
     ref = torch.nn.functional.unfold(d, kernel_size=k, stride=2, padding=1)
     assert torch.equal(_patches(d, k, side), ref)
+
+
+def test_without_latents_the_result_keeps_losses_and_prior_density():
+    g = _generator(size=8)
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(4, 6, dtype=torch.float64)
+    cfg = SearchConfig(n_seeds=4, steps=2, max_pairs=5)
+    full = latent_search(g, x, z0, cfg)
+    lean = latent_search(g, x, z0, cfg, keep_z=False)
+    assert lean.z is None and full.z.shape == (3, 4, 6)
+    np.testing.assert_array_equal(lean.seed_losses, full.seed_losses)
+    np.testing.assert_allclose(lean.prior_log_density(), full.prior_log_density(), rtol=1e-12)
+    d = -0.5 * (full.z**2).sum(-1).mean(1) - 3 * np.log(2 * np.pi)
+    np.testing.assert_allclose(lean.prior_log_density(), d, rtol=1e-12)

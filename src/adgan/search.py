@@ -83,6 +83,8 @@ class SearchResult:
 
     seed_losses: np.ndarray
     z: np.ndarray | None = None
+    # (n, n_seeds): log N(z_j,k; 0, I) per seed, kept even when z is not
+    seed_log_prior: np.ndarray | None = None
     # (steps + 1, n, n_seeds, latent) and (steps + 1, n, n_seeds), when record=True
     z_path: np.ndarray | None = None
     loss_path: np.ndarray | None = None
@@ -94,9 +96,14 @@ class SearchResult:
 
     def prior_log_density(self) -> np.ndarray:
         """Mean over seeds of log N(z_j,k; 0, I): Section 4.3's prior-likelihood score."""
-        d = self.z.shape[-1]
-        logp = -0.5 * (self.z.astype(np.float64) ** 2).sum(-1) - 0.5 * d * math.log(2 * math.pi)
+        logp = self.seed_log_prior if self.seed_log_prior is not None else _log_prior(self.z)
         return logp.mean(axis=1)
+
+
+def _log_prior(z: np.ndarray) -> np.ndarray:
+    """log N(z; 0, I) over the last axis."""
+    d = z.shape[-1]
+    return -0.5 * (z.astype(np.float64) ** 2).sum(-1) - 0.5 * d * math.log(2 * math.pi)
 
 
 def generator_parameters(gen: Generator) -> list[torch.Tensor]:
@@ -164,12 +171,15 @@ def latent_search(
     cfg: SearchConfig = SearchConfig(),
     record: bool = False,
     progress: Callable[[int], None] | None = None,
+    keep_z: bool = True,
 ) -> SearchResult:
     """Run the search for images x (n, C, H, W) from the seeds z0 (n_seeds, latent).
 
     The same z0 serves every image, so an image's score depends on that image alone (and
     not on the others in its batch). ``progress(k)`` is called with the number of images
-    finished after each chunk.
+    finished after each chunk. ``keep_z=False`` drops the final latents (n x n_seeds x
+    latent values, the one part of the result that grows large) and keeps only their
+    log-density under the prior.
     """
     cfg = cfg.validate()
     if z0.shape[0] != cfg.n_seeds:
@@ -183,7 +193,8 @@ def latent_search(
     n, S = x.shape[0], cfg.n_seeds
     total = n * S
     losses = np.empty(total)
-    z_final = np.empty((total, z0.shape[1]))
+    z_final = np.empty((total, z0.shape[1])) if keep_z else None
+    log_prior = np.empty(total)
     z_path = np.empty((cfg.steps + 1, total, z0.shape[1])) if record else None
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
     chunk = auto_max_pairs(gen, cfg, kernel) if kernel != "loop" else S
@@ -209,14 +220,20 @@ def latent_search(
     with flush_denormals():
         for start, stop, out in _chunks(run, gen, x, z0, S, total, chunk, cfg, record):
             losses[start:stop] = out[0]
-            z_final[start:stop] = out[1]
+            log_prior[start:stop] = _log_prior(out[1])
+            if keep_z:
+                z_final[start:stop] = out[1]
             if record:
                 z_path[:, start:stop] = out[2]
                 loss_path[:, start:stop] = out[3]
             if progress is not None and stop // S > done_images:
                 progress(stop // S - done_images)
                 done_images = stop // S
-    res = SearchResult(losses.reshape(n, S), z_final.reshape(n, S, -1))
+    res = SearchResult(
+        losses.reshape(n, S),
+        z_final.reshape(n, S, -1) if keep_z else None,
+        seed_log_prior=log_prior.reshape(n, S),
+    )
     if record:
         res.z_path = z_path.reshape(cfg.steps + 1, n, S, -1)
         res.loss_path = loss_path.reshape(cfg.steps + 1, n, S)

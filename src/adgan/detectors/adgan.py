@@ -195,8 +195,9 @@ class ADGAN(BaseDetector):
         self.z0_ = torch.randn(self.n_seeds, self.latent_dim, generator=g)
 
     # -- scoring --------------------------------------------------------------------------
-    def search(self, X, record: bool = False) -> SearchResult:
-        """Run the latent search on validated images; exposes per-seed losses and latents."""
+    def search(self, X, record: bool = False, keep_z: bool = True) -> SearchResult:
+        """Run the latent search on validated images; exposes per-seed losses and latents
+        (``keep_z=False``: not the final latents, only their prior log-density)."""
         X = torch.from_numpy(self._validate(X, reset=False))
         bar = None
         if self.verbose:
@@ -211,6 +212,7 @@ class ADGAN(BaseDetector):
                 self.search_config(),
                 record=record,
                 progress=bar.update if bar is not None else None,
+                keep_z=keep_z,
             )
         finally:
             if bar is not None:
@@ -225,7 +227,7 @@ class ADGAN(BaseDetector):
         key = digest(self.generator_.state_dict(), self.z0_, self.search_config(), dev, Xv)
         out = _RECENT.get(key)
         if out is None:
-            res = self.search(Xv)
+            res = self.search(Xv, keep_z=False)
             out = (res.loss, res.prior_log_density())
             _RECENT.put(key, out, 16 * len(Xv))
         return out
