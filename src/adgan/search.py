@@ -336,9 +336,10 @@ class FusedKernel:
     every chunk (fresh multi-megabyte allocations each step cost as much as the arithmetic
     on CPU). The search is bound by memory traffic: every pair owns its parameters and two
     Adam moments. So each layer's update runs right after that layer's backward pass, a few
-    pairs at a time: the weight gradient goes into a small buffer that never leaves the
-    cache, and the weights just read by the backward product are still cached when Adam
-    updates them. The update is torch's fused Adam; it is exact because Adam is element-wise
+    pairs at a time: the weight gradient goes into a small reused buffer that can stay in
+    the cache, and the weights just read by the backward product can still be cached when
+    Adam updates them (sized for that; the cache itself was not measured, only the time).
+    The update is torch's fused Adam; it is exact because Adam is element-wise
     and a layer's gradient depends only on the weights above it (already consumed) and its
     own (read before they change).
     """
@@ -363,7 +364,7 @@ class FusedKernel:
             # the first layer's output for the next step, made while its weights are cached
             "a1": torch.empty(
                 (P, 1, ref[0].shape[1] * ref[0].shape[2] * ref[0].shape[3]), dtype=dt, device=dev
-            ),  # fmt: skip
+            ),
         }
         self._use(P)
         # pairs per Adam call for each parameter; a gradient buffer of that many pairs
