@@ -103,6 +103,31 @@ def split_calibration(n: int, calibration: float | int, random_state: int | None
     return np.sort(perm[n_cal:]), np.sort(perm[:n_cal])
 
 
+def outlier_labels(y, n: int, what: str) -> np.ndarray | None:
+    """Labels for model selection on a labelled holdout: 1 inlier, -1 outlier (as ``predict``
+    returns them), as an int array of length n; None (with a warning) when y holds other
+    values, as scikit-learn's outlier detectors ignore y. ``what`` says what y chooses."""
+    import warnings
+
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise DataError(f"y: expected {n} labels (1 inlier, -1 outlier), got shape {y.shape}")
+    values = set(np.unique(y).tolist())
+    if not values <= {-1, 1}:
+        warnings.warn(
+            f"y: only labels 1 (inlier) / -1 (outlier) choose {what}; "
+            f"got values {sorted(values, key=str)[:5]}, so y is ignored",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    if 1 not in values:
+        raise DataError("y: no inliers (label 1) to fit on")
+    return y.astype(np.int64)
+
+
 class BaseDetector(OutlierMixin, BaseEstimator):
     """Shared behaviour; subclasses implement ``_fit``, ``_score`` and the state hooks.
 

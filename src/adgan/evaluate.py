@@ -106,9 +106,10 @@ def evaluate_class(
                 params["work_dir"] = str(gan_dir)
             det = make_detector(method, **params)
             t0 = time.perf_counter()
-            if "pca_dims" in det.get_params():
-                # the paper picks the PCA dimension on a small labelled holdout: drawn here
-                # from the training split (other classes' training images), never from test
+            if getattr(det, "selects_on_labels", False):
+                # the paper picks the PCA dimension on a small labelled holdout (AnoGAN its
+                # number of steps, here): drawn from the training split (other classes'
+                # training images), never from test
                 X_lab, y_lab = labelled_training_set(train, task.x_train, normal_class, seed)
                 det.fit(X_lab, y_lab)
             else:

@@ -4,14 +4,13 @@ PCA features of the pixels or of an ImageNet AlexNet's last convolutional layer.
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from adgan._cache import Recent, digest
-from adgan.base import BaseDetector, resolve_device, split_calibration
+from adgan.base import BaseDetector, outlier_labels, resolve_device, split_calibration
 from adgan.errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -231,6 +230,9 @@ class ClassicDetector(BaseDetector):
     (5, [-1, -1, -1])
     """
 
+    #: ``fit`` takes labels (1 normal, -1 anomalous) of training images to choose a setting
+    selects_on_labels = True
+
     def __init__(
         self,
         *,
@@ -297,25 +299,6 @@ class ClassicDetector(BaseDetector):
             return self._validate_data_2d(X, reset)
         return self._validate_images(X, reset)
 
-    def _labels(self, y, n: int) -> np.ndarray | None:
-        if y is None:
-            return None
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise DataError(f"y: expected {n} labels (1 inlier, -1 outlier), got shape {y.shape}")
-        values = set(np.unique(y).tolist())
-        if not values <= {-1, 1}:
-            warnings.warn(
-                "y: only labels 1 (inlier) / -1 (outlier) choose the PCA dimension; "
-                f"got values {sorted(values, key=str)[:5]}, so y is ignored",
-                UserWarning,
-                stacklevel=3,
-            )
-            return None
-        if 1 not in values:
-            raise DataError("y: no inliers (label 1) to fit on")
-        return y.astype(np.int64)
-
     def _raw_features(self, X: np.ndarray) -> np.ndarray:
         if self.features == "alexnet":
             from adgan.nets.alexnet import conv_features
@@ -356,7 +339,7 @@ class ClassicDetector(BaseDetector):
         X = self._validate(X, reset=True)
         if len(X) < 2:
             raise DataError(f"X: at least 2 samples are needed to fit, got n_samples={len(X)}")
-        labels = self._labels(y, len(X))
+        labels = outlier_labels(y, len(X), "the PCA dimension")
         F = self._raw_features(X)
         if labels is not None and (labels == -1).any():
             self.pca_dim_scores_ = self._select_dim(F, labels)
