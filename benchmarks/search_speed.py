@@ -3,9 +3,12 @@
 In one run, on the same images and seeds: times the reference loop (a deep copy of the
 generator and two torch.optim.Adam per seed) and the project's search, checks that their
 scores agree, and prints images/s, their ratio, the achieved GFLOP/s (counted from the layer
-shapes) as a fraction of the fp32 matmul throughput measured in the same run, and the peak
-memory of each (each variant runs in its own process). At the paper's settings (64 seeds,
-5 steps) and at 8 seeds.
+shapes) as a fraction of the fp32 matmul throughput measured in the same run, the traffic of
+the Adam state (24 bytes per parameter, pair and step: the least any exact fp32 search
+moves) as a fraction of the streaming rate of a large fused Adam measured in the same run,
+the bound these two rates put on the matmul fraction, and the peak memory of each (each
+variant runs in its own process). At the paper's settings (64 seeds, 5 steps) and at 8
+seeds.
 
     python benchmarks/search_speed.py --quick      # 2 CPU cores: a few minutes
     python benchmarks/search_speed.py --device cuda --images 64
@@ -56,6 +59,31 @@ def matmul_gflops(device: str, n: int = 2048, reps: int = 10) -> float:
         a @ b
     _sync(device)
     return 2.0 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def adam_stream_gbs(device: str, n: int = 2**26, reps: int = 5) -> float:
+    """Memory bandwidth as the search's update sees it: torch's fused Adam over fp32 state far
+    larger than any cache (parameters, gradients and two moments: 1 GiB at the default n),
+    counting the 24 bytes per element of reading and writing the parameter and both moments
+    (not the gradient's read: the search keeps gradients in a small cached buffer)."""
+    p, g, m, v = (torch.rand(n, device=device) for _ in range(4))
+    step = torch.ones((), device=device)
+
+    def once():
+        torch._fused_adam_(
+            [p], [g], [m], [v], [], [step], lr=1e-4, beta1=0.5, beta2=0.999,
+            weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False,
+        )  # fmt: skip
+
+    once()
+    _sync(device)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        once()
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 24.0 * n / best / 1e9
 
 
 def _sync(device: str) -> None:
@@ -142,15 +170,17 @@ def main() -> None:
     if args.quick:
         args.images, args.loop_images = 4, 1
     peak_flops = matmul_gflops(args.device)
+    stream = adam_stream_gbs(args.device)
     print(
         f"device {args.device} ({platform.machine()}, {torch.get_num_threads()} threads), "
         f"torch {torch.__version__}; generator {args.size}px x{args.channels}, width "
         f"{args.width}, latent {args.latent}; steps {args.steps}"
     )
     print(f"fp32 matmul (2048^3): {peak_flops:.1f} GFLOP/s")
+    print(f"memory: fused Adam streaming 1 GiB of fp32 state: {stream:.1f} GB/s")
     print(
         f"{'seeds':>5} {'variant':>8} {'img/s':>8} {'GFLOP/s':>8} {'of matmul':>9} "
-        f"{'peak RSS MB':>11} {'GPU MB':>7}"
+        f"{'state GB/s':>10} {'of memory':>9} {'peak RSS MB':>11} {'GPU MB':>7}"
     )
     last = None
     for seeds in (8, 64):
@@ -158,12 +188,25 @@ def main() -> None:
         fast = run(args, args.kernel, seeds, args.images)
         n = min(args.loop_images, args.images)
         ok = np.allclose(fast[0][:n], loop[0][:n], rtol=1e-3)
+        # the least memory traffic of any exact fp32 search: every step reads and writes each
+        # pair's parameters and both Adam moments (24 bytes per parameter)
+        state_gb = 24.0 * fast[5] * seeds * args.steps / 1e9  # per image
         for name, r in (("loop", loop), (args.kernel, fast)):
             gfl = r[1] * r[4] / 1e9
+            gbs = r[1] * state_gb
             print(
                 f"{seeds:>5} {name:>8} {r[1]:>8.3f} {gfl:>8.1f} {gfl / peak_flops:>9.2%} "
-                f"{r[2]:>11.0f} {r[3]:>7.0f}"
+                f"{gbs:>10.1f} {gbs / stream:>9.2%} {r[2]:>11.0f} {r[3]:>7.0f}"
             )
+        # both limits at once: the arithmetic at the matmul rate plus the state traffic at the
+        # streaming rate, one after the other (no overlap), and fully overlapped
+        t_flop, t_mem = fast[4] / 1e9 / peak_flops, state_gb / stream
+        serial = fast[4] / 1e9 / (t_flop + t_mem) / peak_flops
+        overlap = fast[4] / 1e9 / max(t_flop, t_mem) / peak_flops
+        print(
+            f"      seeds={seeds}: bound on the fraction of matmul from these two rates: "
+            f"{serial:.2f} (arithmetic then traffic) to {overlap:.2f} (fully overlapped)"
+        )
         ratio = fast[1] / loop[1]
         frac = fast[1] * fast[4] / 1e9 / peak_flops
         print(
