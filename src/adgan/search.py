@@ -334,8 +334,8 @@ class FusedKernel:
 
     Parameters, Adam moments and activations live in buffers allocated once and reused for
     every chunk (fresh multi-megabyte allocations each step cost as much as the arithmetic
-    on CPU). The search is bound by memory traffic: every pair owns its parameters and two
-    Adam moments. So each layer's update runs right after that layer's backward pass, a few
+    on CPU). The search moves much memory: every pair owns its parameters and two Adam
+    moments. So each layer's update runs right after that layer's backward pass, a few
     pairs at a time: the weight gradient goes into a small reused buffer that can stay in
     the cache, and the weights just read by the backward product can still be cached when
     Adam updates them (sized for that; the cache itself was not measured, only the time).
