@@ -146,6 +146,9 @@ def test_bad_settings_are_clear_errors(labelled):
     for bad in (-1, 2.5, (), ("a",), True):
         with pytest.raises(ConfigError, match="anogan_steps"):
             AnoGAN(**TINY, anogan_steps=bad).fit(X)
+    for bad in (0, 2.0, None):
+        with pytest.raises(ConfigError, match="anogan_holdout_max"):
+            AnoGAN(**TINY, anogan_holdout_max=bad).fit(X, y)
     with pytest.raises(ConfigError, match="calibration"):
         AnoGAN(**{**TINY, "calibration": 0}, anogan_steps=(1, 2)).fit(X, y)
 

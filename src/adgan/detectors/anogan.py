@@ -116,6 +116,13 @@ class AnoGAN(ADGAN):
         the class docstring."""
         check_contamination(self.contamination)
         steps = self._step_candidates()
+        if isinstance(self.anogan_holdout_max, bool) or not (
+            isinstance(self.anogan_holdout_max, (int, np.integer)) and self.anogan_holdout_max >= 1
+        ):
+            raise ConfigError(
+                f"anogan_holdout_max: expected a number of images >= 1, "
+                f"got {self.anogan_holdout_max!r}"
+            )
         X = as_images(X)
         labels = outlier_labels(y, len(X), "AnoGAN's number of steps")
         anomalies = None
