@@ -173,10 +173,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             len(X), calibration, getattr(self, "random_state", None)
         )
         self._fit(X[fit_idx])
-        scores = self._score(X[cal_idx])
-        self.calibration_scores_ = np.sort(np.asarray(scores, dtype=np.float64))
-        self.offset_ = float(np.quantile(self.calibration_scores_, self.contamination))
+        self._set_threshold(self._score(X[cal_idx]))
         return self
+
+    def _set_threshold(self, calibration_scores) -> None:
+        """Keep the calibration images' scores and put ``offset_`` at their
+        ``contamination`` quantile."""
+        self.calibration_scores_ = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+        self.offset_ = float(np.quantile(self.calibration_scores_, self.contamination))
 
     def score_samples(self, X) -> np.ndarray:
         check_is_fitted(self, "offset_")

@@ -157,8 +157,7 @@ class AnoGAN(ADGAN):
                 chosen = steps[-1]
                 cal_scores = self._search(cal, [chosen])[chosen]
             self.anogan_steps_ = int(chosen)
-            self.calibration_scores_ = np.sort(np.asarray(cal_scores, dtype=np.float64))
-            self.offset_ = float(np.quantile(self.calibration_scores_, self.contamination))
+            self._set_threshold(cal_scores)
         return self
 
     def _score(self, X: np.ndarray) -> np.ndarray:

@@ -355,8 +355,7 @@ class ClassicDetector(BaseDetector):
         self.pca_dim_ = self._clip_dim(chosen, len(fit_idx), F.shape[1])
         for name, value in self._fit_space(F[fit_idx], self.pca_dim_).items():
             setattr(self, name, value)
-        self.calibration_scores_ = np.sort(self._score_features(F[cal_idx]))
-        self.offset_ = float(np.quantile(self.calibration_scores_, self.contamination))
+        self._set_threshold(self._score_features(F[cal_idx]))
         return self
 
     def _select_dim(self, F: np.ndarray, labels: np.ndarray) -> dict[int, float]:
