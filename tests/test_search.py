@@ -144,7 +144,14 @@ def test_patches_equal_unfold(channels, side, k):
 
     d = torch.randn(3, channels, 2 * side, 2 * side)
     ref = torch.nn.functional.unfold(d, kernel_size=k, stride=2, padding=1)
-    assert torch.equal(_patches(d, k, side), ref)
+    dp = torch.nn.functional.pad(d, (1, 1, 1, 1))
+    assert torch.equal(_patches(dp, k, side), ref)
+    # into a given buffer, from a padded map that is a view inside a larger one
+    big = torch.randn(5, channels, 2 * side + 2, 2 * side + 2)
+    big[1:4] = dp
+    out = torch.full_like(ref, float("nan"))
+    assert _patches(big[1:4], k, side, out=out) is out
+    assert torch.equal(out, ref)
 
 
 def test_without_latents_the_result_keeps_losses_and_prior_density():

@@ -294,14 +294,19 @@ def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
 _KERNELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _patches(d: torch.Tensor, k: int, side: int) -> torch.Tensor:
+def _patches(dp: torch.Tensor, k: int, side: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """``F.unfold(d, k, stride=2, padding=1)`` for an output of ``side`` x ``side`` patches,
-    as one strided copy (about twice as fast as unfold on CPU)."""
-    P, C = d.shape[:2]
-    dp = F.pad(d, (1, 1, 1, 1))
+    from ``dp``, d already padded by one on each side, as one strided copy (about twice as
+    fast as unfold on CPU), into ``out`` (P, C*k*k, side*side) when given."""
+    P, C = dp.shape[:2]
     s0, s1, s2, s3 = dp.stride()
-    view = dp.as_strided((P, C, k, k, side, side), (s0, s1, s2, s3, 2 * s2, 2 * s3))
-    return view.reshape(P, C * k * k, side * side)
+    view = dp.as_strided(
+        (P, C, k, k, side, side), (s0, s1, s2, s3, 2 * s2, 2 * s3), dp.storage_offset()
+    )
+    if out is None:
+        return view.reshape(P, C * k * k, side * side)
+    out.view(P, C, k, k, side, side).copy_(view)
+    return out
 
 
 # bytes of one layer's weights and gradients handled per Adam call on CPU: small enough to
@@ -349,6 +354,12 @@ class FusedKernel:
     The update is torch's fused Adam; it is exact because Adam is element-wise
     and a layer's gradient depends only on the weights above it (already consumed) and its
     own (read before they change).
+
+    Until the first update every pair has the generator's own parameters: the first step
+    (every step, when theta is not adapted) runs the forward pass and the input gradients
+    as ordinary transposed convolutions and convolutions with shared weights, and each
+    pair's copy of a parameter is written just before its first update. Work buffers for
+    activations and gradients are made once and reused (``_ws``).
     """
 
     def __init__(self, gen: Generator, capacity: int):
@@ -386,6 +397,8 @@ class FusedKernel:
         ]
         self.step = torch.zeros((), dtype=torch.float32, device=dev)
         self.bn: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._work: dict[str, torch.Tensor] = {}
+        self.shared: list[torch.Tensor] = []
 
     def _use(self, n: int) -> None:
         """Work on the first n pairs of the storage."""
@@ -398,106 +411,169 @@ class FusedKernel:
         self.z_m, self.z_v = st["z_m"][:n], st["z_v"][:n]
         self.a1 = st["a1"][:n]
 
+    def _ws(self, name: str, shape, dtype: torch.dtype | None = None, zero: bool = False):
+        """A work buffer kept for every step and chunk: the first prod(shape) elements of one
+        tensor per name. (A fresh tensor of a few megabytes costs its page faults again on
+        every step on CPU, as much time as some of the products that fill it.) ``zero``:
+        zeroed once when made, for padded buffers whose border is never written; the pair
+        axis comes first, so a shorter chunk's view keeps the same borders."""
+        n = math.prod(shape)
+        ref = self.z
+        buf = self._work.get(name)
+        if buf is None or buf.numel() < n:
+            make = torch.zeros if zero else torch.empty
+            buf = make(n, dtype=dtype or ref.dtype, device=ref.device)
+            self._work[name] = buf
+        return buf[:n].view(shape)
+
     @property
     def gen(self) -> Generator:
         return self._gen()  # a weak reference: the cache of kernels must not keep it alive
 
     @torch.no_grad()
-    def forward(self, z: torch.Tensor, a1: torch.Tensor | None = None):
-        """Returns the output and what the backward pass needs: per layer (input, ahat, y).
-        ``a1``: the first layer's output for z, when already known."""
-        gen, P, th = self.gen, self.P, self.theta
+    def forward(self, z: torch.Tensor, shared: bool, a1_ready: bool = False):
+        """Returns the output and what the backward pass needs: per layer (input, ahat, y),
+        all in work buffers that the next call overwrites. ``shared``: every pair still has
+        the generator's own parameters (before the first update, or when theta is not
+        adapted), so each layer is one transposed convolution with shared weights instead
+        of a product per pair. ``a1_ready``: ``self.a1`` already holds the first layer's
+        output for z."""
+        gen, P = self.gen, self.P
+        th = self.shared if shared else self.theta
         saved = []
         h = z
         j = 0
         for i, conv in enumerate(gen.convs):
             cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
-            Wm = th[j].view(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
+            W = th[j]
             j += 1
             inp = h
             if i == 0:
-                if a1 is None:
-                    a1 = torch.bmm(h.unsqueeze(1), Wm)
-                a = a1.view(P, cout, k, k)  # (P, Cout, s0, s0)
+                if not a1_ready:
+                    if shared:  # (P, Cin) @ (Cin, Cout*k*k)
+                        torch.mm(h, W.view(cin, cout * k * k), out=self.a1.view(P, -1))
+                    else:
+                        torch.bmm(h.unsqueeze(1), W.view(P, cin, cout * k * k), out=self.a1)
+                a = self.a1.view(P, cout, k, k)  # (P, Cout, s0, s0)
+            elif shared:
+                a = F.conv_transpose2d(h, W, stride=2, padding=1)
             else:
+                Wm = W.view(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
                 side = h.shape[-1]
                 hm = h.reshape(P, cin, side * side)
+                cols = self._ws(f"cols{i}", (P, cout * k * k, side * side))
                 if side * side >= _DIRECT_MIN_HW:
                     # (Cout*k*k, Cin) @ (Cin, HW): the product lands in fold's layout
-                    cols = torch.bmm(Wm.transpose(1, 2), hm)
+                    torch.bmm(Wm.transpose(1, 2), hm, out=cols)
                 else:
-                    # small maps: (HW, Cin) @ (Cin, Cout*k*k) is faster, even with the copy that
-                    # fold then makes of its transpose
-                    cols = torch.bmm(hm.transpose(1, 2), Wm).transpose(1, 2)
-                a = F.fold(cols, (2 * side, 2 * side), kernel_size=k, stride=2, padding=1)
+                    # small maps: (HW, Cin) @ (Cin, Cout*k*k) is faster, even with the copy
+                    # into fold's layout
+                    cols_t = self._ws(f"cols_t{i}", (P, side * side, cout * k * k))
+                    torch.bmm(hm.transpose(1, 2), Wm, out=cols_t)
+                    cols.copy_(cols_t.transpose(1, 2))
+                a = self._ws(f"a{i}", (P, cout, 2 * side, 2 * side))
+                torch.ops.aten.col2im.out(
+                    cols, [2 * side, 2 * side], [k, k], [1, 1], [1, 1], [2, 2], out=a
+                )
             if i < len(gen.norms):
                 inv, mean = self.bn[i]
-                ahat = (a - mean).mul_(inv)  # (P, C, H, W)
-                gamma, beta = th[j][:, :, None, None], th[j + 1][:, :, None, None]
+                ahat = torch.sub(a, mean, out=self._ws(f"ahat{i}", a.shape)).mul_(inv)
+                gamma, beta = th[j].view(-1, cout, 1, 1), th[j + 1].view(-1, cout, 1, 1)
                 j += 2
-                y = torch.addcmul(beta, ahat, gamma)
-                h = torch.relu(y)
+                y = torch.addcmul(beta, ahat, gamma, out=self._ws(f"y{i}", a.shape))
+                h = torch.clamp_min(y, 0, out=self._ws(f"h{i}", a.shape))
                 saved.append((inp, ahat, y))
             else:
                 saved.append((inp, None, None))
-                h = torch.tanh(a)
+                h = torch.tanh(a, out=self._ws(f"h{i}", a.shape))
         return h, saved
 
     @torch.no_grad()
-    def backward_update(self, out, x, saved, cfg: SearchConfig, first: bool) -> None:
+    def backward_update(self, out, x, saved, cfg: SearchConfig, shared: bool) -> None:
         """Gradients of sum_p ||out_p - x_p||^2 and the Adam steps on theta and z, each layer's
-        as soon as its gradient is known (``first``: the moments start at zero); leaves the
-        first layer's output for the updated z and weights in ``a1``."""
-        gen, P, th = self.gen, self.P, self.theta
+        as soon as its gradient is known; leaves the first layer's output for the updated z
+        and weights in ``a1``. ``shared``: the pairs still share the generator's parameters
+        (``forward``); with ``adapt_generator`` this is the first step, whose update writes
+        each pair's parameters from the shared ones and starts the moments."""
+        gen, P = self.gen, self.P
         adapt = cfg.adapt_generator
+        th = self.shared if shared else self.theta
         lr = cfg.lr_theta
 
         def update(idx, a, b, grad):
-            if first:
-                self.m[idx][a:b].zero_()
-                self.v[idx][a:b].zero_()
-            _adam_([th[idx][a:b]], [grad], [self.m[idx][a:b]], [self.v[idx][a:b]],
-                   self.step, lr, cfg)  # fmt: skip
+            if shared:
+                self._first_adam(idx, a, b, grad, cfg)
+            else:
+                _adam_([self.theta[idx][a:b]], [grad], [self.m[idx][a:b]], [self.v[idx][a:b]],
+                       self.step, lr, cfg)  # fmt: skip
 
-        d = (out - x).mul_(2).mul_(1 - out * out)  # dL/da of the last layer
+        pads = {}
+
+        def padded(i, shape):
+            """dL/da of layer i goes inside a zero border, where the patches read it."""
+            P_, C, H, W = shape
+            pads[i] = self._ws(f"dpad{i}", (P_, C, H + 2, W + 2), zero=True)
+            return pads[i][:, :, 1:-1, 1:-1]
+
+        last = len(gen.convs) - 1
+        d = padded(last, out.shape)  # dL/da of the last layer: 2 (out - x) (1 - out^2)
+        torch.sub(out, x, out=d).mul_(2)
+        d.mul_(torch.mul(out, out, out=self._ws("tanh_d", out.shape)).neg_().add_(1))
         j = len(th)
-        for i in range(len(gen.convs) - 1, -1, -1):
+        for i in range(last, -1, -1):
             conv = gen.convs[i]
             cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
             inp, _, _ = saved[i]
             if i < len(gen.norms):  # BatchNorm (eval) and ReLU after this convolution
                 _, ahat, y = saved[i]
                 j -= 2
-                dy = d.mul_(y > 0)  # (P, C, H, W)
+                dy = d.mul_(torch.gt(y, 0, out=self._ws(f"mask{i}", y.shape, torch.bool)))
                 if adapt:
-                    g_gamma, g_beta = (dy * ahat).sum((2, 3)), dy.sum((2, 3))
-                d = dy.mul_(th[j][:, :, None, None] * self.bn[i][0])  # d ahat / d a = inv_std
+                    prod = torch.mul(dy, ahat, out=self._ws("prod", dy.shape))
+                    g_gamma, g_beta = prod.sum((2, 3)), dy.sum((2, 3))
+                scale = th[j].view(-1, cout, 1, 1) * self.bn[i][0]  # d ahat / d a = inv_std
+                if i == 0:
+                    d = dy.mul_(scale)
+                else:
+                    d = torch.mul(dy, scale, out=padded(i, dy.shape))
                 if adapt:  # after d: that used the scale before this step's update
                     update(j, 0, P, g_gamma)
                     update(j + 1, 0, P, g_beta)
             j -= 1
-            Wm = th[j].view(P, cin, cout * k * k)  # (P, Cin, Cout*k*k)
+            W = th[j]
             if i == 0:
-                da = d.reshape(P, 1, cout * k * k)  # (P, 1, Cout*k*k)
+                da = d.reshape(P, cout * k * k)  # (P, Cout*k*k)
+                if shared:  # every pair's z gradient in one product, before any update
+                    torch.mm(da, W.view(cin, cout * k * k).t(), out=self.z_grad)
                 d_in = None
             else:
                 side = inp.shape[-1]
-                dcols = _patches(d, k, side)  # (P, Cout*k*k, HW)
-                hin = inp.reshape(P, cin, side * side)  # (P, Cin, HW)
-                d_in = torch.empty((P, cin, side * side), dtype=d.dtype, device=d.device)
-            s = self.sub[j]
-            for a in range(0, P, s):
-                b = min(P, a + s)
-                # the input gradient first: it needs this layer's weights before the update
-                if i == 0:
-                    torch.bmm(da[a:b], Wm[a:b].transpose(1, 2), out=self.z_grad[a:b].unsqueeze(1))
+                if adapt:
+                    dcols = self._ws(f"dcols{i}", (P, cout * k * k, side * side))
+                    _patches(pads[i], k, side, out=dcols)  # (P, Cout*k*k, HW)
+                    hin = inp.reshape(P, cin, side * side)  # (P, Cin, HW)
+                if shared:
+                    # the input gradient of a transposed convolution is a convolution; on
+                    # the padded map it needs no padding of its own
+                    d_in = F.conv2d(pads[i], W, stride=2)
                 else:
-                    torch.bmm(Wm[a:b], dcols[a:b], out=d_in[a:b])
+                    d_in = self._ws(f"din{i}", (P, cin, side * side))
+            s = self.sub[j]
+            for a in range(0, P, s if adapt else P):
+                b = min(P, a + s) if adapt else P
+                # the input gradient first: it needs this layer's weights before the update
+                if not shared:
+                    if i == 0:
+                        torch.bmm(da[a:b].unsqueeze(1), W[a:b].view(b - a, cin, -1).transpose(1, 2),
+                                  out=self.z_grad[a:b].unsqueeze(1))  # fmt: skip
+                    else:
+                        Wm = W[a:b].view(b - a, cin, cout * k * k)
+                        torch.bmm(Wm, dcols[a:b], out=d_in[a:b])
                 if adapt:
                     g = self.grad[j][: b - a]
                     gm = g.view(b - a, cin, cout * k * k)
                     if i == 0:  # per-pair outer product z (x) da
-                        torch.mul(inp[a:b].unsqueeze(2), da[a:b], out=gm)
+                        torch.mul(inp[a:b].unsqueeze(2), da[a:b].unsqueeze(1), out=gm)
                     else:
                         torch.bmm(hin[a:b], dcols[a:b].transpose(1, 2), out=gm)
                     update(j, a, b, g)
@@ -505,16 +581,33 @@ class FusedKernel:
                     z = self.z[a:b]
                     _adam_([z], [self.z_grad[a:b]], [self.z_m[a:b]], [self.z_v[a:b]],
                            self.step, cfg.lr_z, cfg)  # fmt: skip
-                    torch.bmm(z.unsqueeze(1), Wm[a:b], out=self.a1[a:b])
+                    W0 = self.theta[0] if adapt else self.shared[0]
+                    if adapt:
+                        torch.bmm(z.unsqueeze(1), W0[a:b].view(b - a, cin, -1),
+                                  out=self.a1[a:b])  # fmt: skip
+                    else:
+                        torch.mm(z, W0.view(cin, -1), out=self.a1[a:b].view(b - a, -1))
             if d_in is not None:
                 d = d_in.view(P, cin, side, side)
+
+    def _first_adam(self, idx: int, a: int, b: int, grad: torch.Tensor, cfg) -> None:
+        """Adam's first step for pairs a:b of parameter idx: their parameters start as the
+        shared ones, their moments at zero, just before the update reads them (still in
+        the cache: written with torch's element-wise kernels, the step's closed form
+        measured several times slower than this)."""
+        self.theta[idx][a:b].copy_(self.shared[idx].expand_as(grad))
+        self.m[idx][a:b].zero_()
+        self.v[idx][a:b].zero_()
+        _adam_([self.theta[idx][a:b]], [grad], [self.m[idx][a:b]], [self.v[idx][a:b]],
+               self.step, cfg.lr_theta, cfg)  # fmt: skip
 
     def run(self, xs: torch.Tensor, zs: torch.Tensor, cfg: SearchConfig, record: bool):
         if xs.shape[0] > self.capacity:
             raise ValueError(f"{xs.shape[0]} pairs exceed this kernel's {self.capacity}")
         self._use(xs.shape[0])
         # running-statistics normalisation per BatchNorm layer: (inv_std, mean) as (1, C, 1, 1),
-        # read afresh in case the generator changed since the buffers were made
+        # and the shared parameters, read afresh in case the generator changed since the
+        # buffers were made
         gen = self.gen
         self.bn = [
             (
@@ -523,23 +616,25 @@ class FusedKernel:
             )
             for n in gen.norms
         ]
+        self.shared = [p.detach() for p in generator_parameters(gen)]
         with torch.no_grad():
-            for t, p in zip(self.theta, generator_parameters(self.gen), strict=True):
-                t.copy_(p.detach().unsqueeze(0).expand_as(t))
             self.z.copy_(zs)
             self.z_m.zero_()
             self.z_v.zero_()
         zp, lp = [], []
         for t in range(1, cfg.steps + 1):  # a fresh Adam for every chunk
             self.step.fill_(t)
-            out, saved = self.forward(self.z, None if t == 1 else self.a1)
+            shared = t == 1 or not cfg.adapt_generator
+            out, saved = self.forward(self.z, shared, a1_ready=t > 1)
             if record:
                 zp.append(self.z.cpu().numpy().copy())
                 lp.append(pair_loss(out, xs).cpu().numpy())
-            self.backward_update(out, xs, saved, cfg, first=t == 1)
+            self.backward_update(out, xs, saved, cfg, shared)
             del saved
-        out, _ = self.forward(self.z, None if cfg.steps == 0 else self.a1)
+        shared = cfg.steps == 0 or not cfg.adapt_generator
+        out, _ = self.forward(self.z, shared, a1_ready=cfg.steps > 0)
         final = pair_loss(out, xs).cpu().numpy()
+        self.shared = []
         zf = self.z.detach().cpu().numpy().copy()
         if record:
             zp.append(zf.copy())
