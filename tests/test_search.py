@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from adgan.errors import ConfigError
 from adgan.nets.dcgan import DCGANConfig, Generator
 from adgan.search import SearchConfig, latent_search, pair_loss
 
@@ -37,6 +38,45 @@ def test_batched_search_equals_plain_loop_with_torch_adam(kernel, adapt, size, c
     )
     np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", ["fused", "bmm"])
+@pytest.mark.parametrize("adapt", [True, False])
+@pytest.mark.parametrize("size,channels", [(8, 1), (16, 3)])
+def test_seed_statistics_search_equals_plain_loop(kernel, adapt, size, channels):
+    g = _generator(size=size, channels=channels)
+    x = torch.rand(3, channels, size, size, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(4, 6, dtype=torch.float64)
+    cfg = dict(n_seeds=4, steps=4, adapt_generator=adapt, bn_stats="seeds")
+    # max_pairs=9 is rounded down to whole images: chunks of 2 images, then 1
+    fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=9, kernel=kernel), record=True)
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"), record=True)
+    np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(fast.loss_path, slow.loss_path, rtol=1e-7, atol=1e-10)
+    # the statistics differ from the running ones: so do the losses
+    running = latent_search(g, x, z0, SearchConfig(**{**cfg, "bn_stats": "running"}))
+    assert not np.allclose(running.seed_losses, fast.seed_losses, rtol=1e-3)
+
+
+def test_seed_statistics_couple_the_seeds_of_an_image_only():
+    g = _generator(size=8, channels=1)
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(3, 6, dtype=torch.float64)
+    cfg = SearchConfig(n_seeds=3, steps=2, bn_stats="seeds", max_pairs=6)
+    both = latent_search(g, x, z0, cfg).seed_losses
+    # an image's score does not depend on the other images of its chunk
+    np.testing.assert_allclose(latent_search(g, x[1:], z0, cfg).seed_losses[0], both[1])
+    # but a seed's loss depends on the other seeds of its image
+    z1 = z0.clone()
+    z1[2] += 1.0
+    other = latent_search(g, x[:1], z1, cfg).seed_losses[0]
+    assert not np.isclose(other[0], both[0, 0], rtol=1e-6)
+
+
+def test_bn_stats_is_checked():
+    with pytest.raises(ConfigError, match="bn_stats"):
+        SearchConfig(bn_stats="batch").validate()
 
 
 @pytest.mark.parametrize("cache_bytes", [1, 20000])

@@ -11,10 +11,15 @@ l(g_theta_j,k(z_j,k), x) after the k-th update; the score is their mean over see
 (image, seed) pair owns a copy of theta and its own Adam moments, so theta is reset to the
 trained value for every image.
 
-BatchNorm during the search: the generator is in eval mode; every BatchNorm layer normalises
-with the running statistics estimated after training (a single latent vector has no batch
-statistics), and its affine scale and shift are part of theta, adapted per seed like the
-convolution weights. The running statistics themselves stay fixed.
+BatchNorm during the search (``bn_stats``): by default (``"running"``) every BatchNorm layer
+normalises with the running statistics estimated during training, as a generator in eval
+mode does, and the seeds are independent. With ``"seeds"`` it normalises with the batch
+statistics of the image's n_seeds searches (per channel, over seeds and positions), as a
+generator left in training mode does when those seeds form its batch; the seeds of an image
+are then coupled through the statistics, and the gradient of the summed loss flows through
+them. Either way the affine scale and shift are part of theta, adapted per seed like the
+convolution weights, and the running statistics themselves stay fixed. The paper does not
+say which; docs/results.md compares them on the training split.
 
 Three implementations share this contract:
 
@@ -50,6 +55,7 @@ from adgan.errors import ConfigError
 from adgan.nets.dcgan import Generator
 
 KERNELS = ("auto", "fused", "bmm", "loop")
+BN_STATS = ("running", "seeds")
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,18 @@ class SearchConfig:
     kernel: str = "auto"
     max_pairs: int | None = None  # pairs per chunk; None = from the memory budget
     memory_mb: float = 512.0  # budget of one chunk's per-pair state
+    # BatchNorm statistics during the search: "running" (the estimates kept from training;
+    # each seed independent) or "seeds" (the batch statistics of an image's seeds, as a
+    # generator left in training mode computes them when those seeds form its batch)
+    bn_stats: str = "running"
 
     def validate(self) -> SearchConfig:
         if self.n_seeds < 1 or self.steps < 0:
             raise ConfigError(
                 f"n_seeds must be >= 1 and steps >= 0, got {self.n_seeds}, {self.steps}"
             )
+        if self.bn_stats not in BN_STATS:
+            raise ConfigError(f"bn_stats: expected one of {BN_STATS}, got {self.bn_stats!r}")
         if self.kernel not in KERNELS:
             raise ConfigError(f"kernel: expected one of {KERNELS}, got {self.kernel!r}")
         return self
@@ -117,9 +129,12 @@ def generator_parameters(gen: Generator) -> list[torch.Tensor]:
     return out
 
 
-def batched_generate(gen: Generator, params: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+def batched_generate(
+    gen: Generator, params: list[torch.Tensor], z: torch.Tensor, groups: int = 0
+) -> torch.Tensor:
     """g_theta_p(z_p) for P pairs at once; params[i] is generator_parameters(gen)[i] with a
-    leading pair axis. BatchNorm uses the running statistics (eval mode)."""
+    leading pair axis. BatchNorm uses the running statistics (eval mode), or with
+    ``groups`` > 0 the batch statistics of each of that many groups of consecutive pairs."""
     P = z.shape[0]
     it = iter(params)
     h = z
@@ -141,6 +156,12 @@ def batched_generate(gen: Generator, params: list[torch.Tensor], z: torch.Tensor
         if i < n_layers - 1:
             bn = gen.norms[i]
             gamma, beta = next(it), next(it)  # (P, Cout) each
+            if groups:
+                hg = h.reshape(groups, P // groups, *h.shape[1:])
+                var, mean = torch.var_mean(hg, dim=(1, 3, 4), correction=0, keepdim=True)
+                h = ((hg - mean) * torch.rsqrt(var + bn.eps)).reshape(h.shape)
+                h = torch.relu(h * gamma[:, :, None, None] + beta[:, :, None, None])
+                continue
             inv = torch.rsqrt(bn.running_var + bn.eps)  # (Cout,)
             scale = gamma * inv  # (P, Cout)
             shift = beta - bn.running_mean * scale  # (P, Cout)
@@ -199,6 +220,8 @@ def latent_search(
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
     chunk = auto_max_pairs(gen, cfg, kernel) if kernel != "loop" else S
     chunk = min(chunk, total)
+    if cfg.bn_stats == "seeds":  # an image's seeds share their statistics: whole images
+        chunk = max(S, chunk // S * S)
     # buffers are kept with the generator between calls: scoring a stream chunk by chunk
     # (rank) then allocates them once, instead of once per chunk
     kernels = _KERNELS.setdefault(gen, {}) if kernel == "fused" else {}
@@ -212,9 +235,10 @@ def latent_search(
                 kernels.pop(key, None)  # free the old buffers before making larger ones
                 kernels[key] = FusedKernel(gen, chunk)
             return kernels[key].run(xs, zs, cfg, record)
-        return (_search_pairs_bmm if kernel == "bmm" else _search_pairs_loop)(
-            gen, xs, zs, cfg, record
-        )
+        if kernel == "bmm":
+            return _search_pairs_bmm(gen, xs, zs, cfg, record)
+        loop = _search_seeds_loop if cfg.bn_stats == "seeds" else _search_pairs_loop
+        return loop(gen, xs, zs, cfg, record)
 
     done_images = 0
     with flush_denormals():
@@ -251,6 +275,15 @@ def _chunks(run, gen, x, z0, S, total, chunk, cfg, record):
         yield start, stop, run(gen, xs, zs, cfg, record)
 
 
+def _groups(P: int, cfg: SearchConfig) -> int:
+    """Images in a chunk of P pairs under "seeds" statistics (0: running statistics)."""
+    if cfg.bn_stats != "seeds":
+        return 0
+    if P % cfg.n_seeds:
+        raise ValueError(f"{P} pairs are not whole images of {cfg.n_seeds} seeds")
+    return P // cfg.n_seeds
+
+
 def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
     """One chunk of P pairs: stacked parameters, batched forward, fused Adam."""
     P = xs.shape[0]
@@ -267,22 +300,24 @@ def _search_pairs_bmm(gen, xs, zs, cfg: SearchConfig, record: bool):
         for t in theta:
             t.requires_grad_(True)
         opt_t = torch.optim.Adam(theta, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, **fused)
+    groups = _groups(P, cfg)
     zp, lp = [], []
     for _ in range(cfg.steps):
-        loss = pair_loss(batched_generate(gen, theta, z), xs)  # (P,)
+        loss = pair_loss(batched_generate(gen, theta, z, groups), xs)  # (P,)
         if record:
             zp.append(z.detach().cpu().numpy().copy())
             lp.append(loss.detach().cpu().numpy())
         opt_z.zero_grad(set_to_none=True)
         if opt_t is not None:
             opt_t.zero_grad(set_to_none=True)
-        # each pair's loss depends on its own z and theta only: the sum's gradient is per pair
+        # each pair's loss depends on its own z and theta only (with "seeds" statistics, also
+        # on its image's other seeds): the gradient of the sum is what each pair's Adam takes
         loss.sum().backward()
         opt_z.step()
         if opt_t is not None:
             opt_t.step()
     with torch.no_grad():
-        final = pair_loss(batched_generate(gen, theta, z), xs)
+        final = pair_loss(batched_generate(gen, theta, z, groups), xs)
     zf = z.detach().cpu().numpy()
     if record:
         zp.append(zf.copy())
@@ -399,6 +434,7 @@ class FusedKernel:
         self.bn: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._work: dict[str, torch.Tensor] = {}
         self.shared: list[torch.Tensor] = []
+        self.groups = 0
 
     def _use(self, n: int) -> None:
         """Work on the first n pairs of the storage."""
@@ -476,15 +512,23 @@ class FusedKernel:
                     cols, [2 * side, 2 * side], [k, k], [1, 1], [1, 1], [2, 2], out=a
                 )
             if i < len(gen.norms):
-                inv, mean = self.bn[i]
-                ahat = torch.sub(a, mean, out=self._ws(f"ahat{i}", a.shape)).mul_(inv)
+                ahat = self._ws(f"ahat{i}", a.shape)
+                if self.groups:  # batch statistics of each image's seeds
+                    G, C, HW = self.groups, a.shape[1], a.shape[2] * a.shape[3]
+                    av = a.reshape(G, P // G, C, HW)
+                    var, mean = torch.var_mean(av, dim=(1, 3), correction=0, keepdim=True)
+                    inv = torch.rsqrt(var.add_(gen.norms[i].eps))  # (G, 1, C, 1)
+                    torch.sub(av, mean, out=ahat.view(av.shape)).mul_(inv)
+                else:
+                    inv, mean = self.bn[i]
+                    torch.sub(a, mean, out=ahat).mul_(inv)
                 gamma, beta = th[j].view(-1, cout, 1, 1), th[j + 1].view(-1, cout, 1, 1)
                 j += 2
                 y = torch.addcmul(beta, ahat, gamma, out=self._ws(f"y{i}", a.shape))
                 h = torch.clamp_min(y, 0, out=self._ws(f"h{i}", a.shape))
-                saved.append((inp, ahat, y))
+                saved.append((inp, ahat, y, inv))
             else:
-                saved.append((inp, None, None))
+                saved.append((inp, None, None, None))
                 h = torch.tanh(a, out=self._ws(f"h{i}", a.shape))
         return h, saved
 
@@ -523,19 +567,36 @@ class FusedKernel:
         for i in range(last, -1, -1):
             conv = gen.convs[i]
             cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
-            inp, _, _ = saved[i]
-            if i < len(gen.norms):  # BatchNorm (eval) and ReLU after this convolution
-                _, ahat, y = saved[i]
+            inp, ahat, y, inv = saved[i]
+            if i < len(gen.norms):  # BatchNorm and ReLU after this convolution
                 j -= 2
                 dy = d.mul_(torch.gt(y, 0, out=self._ws(f"mask{i}", y.shape, torch.bool)))
                 if adapt:
                     prod = torch.mul(dy, ahat, out=self._ws("prod", dy.shape))
                     g_gamma, g_beta = prod.sum((2, 3)), dy.sum((2, 3))
-                scale = th[j].view(-1, cout, 1, 1) * self.bn[i][0]  # d ahat / d a = inv_std
-                if i == 0:
-                    d = dy.mul_(scale)
+                gamma = th[j].view(-1, cout, 1, 1)
+                if self.groups:
+                    # through the seeds' statistics: with u = dL/d ahat = dy * gamma,
+                    # dL/da = inv * (u - mean(u) - ahat * mean(u * ahat)), means per image
+                    # and channel over its seeds and positions
+                    u = torch.mul(dy, gamma, out=self._ws("u", dy.shape))
+                    G, C = self.groups, dy.shape[1]
+                    shape5 = (G, P // G, C, dy.shape[2], dy.shape[3])
+                    u5, ahat5 = u.view(shape5), ahat.view(shape5)
+                    m_u = u5.mean((1, 3, 4), keepdim=True)
+                    m_ua = torch.mul(u, ahat, out=self._ws("prod", u.shape)).view(shape5)
+                    m_ua = m_ua.mean((1, 3, 4), keepdim=True)
+                    dest = d if i == 0 else padded(i, dy.shape)
+                    dest5 = dest.view(shape5)
+                    torch.sub(u5, m_u, out=dest5).addcmul_(ahat5, m_ua, value=-1)
+                    dest5.mul_(inv.view(G, 1, C, 1, 1))
+                    d = dest
                 else:
-                    d = torch.mul(dy, scale, out=padded(i, dy.shape))
+                    scale = gamma * self.bn[i][0]  # d ahat / d a = inv_std
+                    if i == 0:
+                        d = dy.mul_(scale)
+                    else:
+                        d = torch.mul(dy, scale, out=padded(i, dy.shape))
                 if adapt:  # after d: that used the scale before this step's update
                     update(j, 0, P, g_gamma)
                     update(j + 1, 0, P, g_beta)
@@ -617,6 +678,8 @@ class FusedKernel:
             for n in gen.norms
         ]
         self.shared = [p.detach() for p in generator_parameters(gen)]
+        # "seeds": the chunk holds whole images, each a group of n_seeds consecutive pairs
+        self.groups = _groups(xs.shape[0], cfg)
         with torch.no_grad():
             self.z.copy_(zs)
             self.z_m.zero_()
@@ -681,4 +744,64 @@ def _search_pairs_loop(gen, xs, zs, cfg: SearchConfig, record: bool):
     res = (np.array(out_loss), np.stack(out_z))
     if record:
         return res + (np.stack(zps, axis=1), np.stack(lps, axis=1))
+    return res
+
+
+def _search_seeds_loop(gen, xs, zs, cfg: SearchConfig, record: bool):
+    """The plain reference for "seeds" statistics: for each image, a fresh copy of the
+    generator and two Adams per seed; each BatchNorm layer normalises the seeds' outputs
+    together (``F.batch_norm`` in training mode on the batch of the image's seeds), then
+    applies each seed's own scale and shift; one backward pass of the image's summed loss."""
+    S = cfg.n_seeds
+    out_loss, out_z, zps, lps = [], [], [], []
+    for start in range(0, xs.shape[0], S):
+        x = xs[start : start + 1]
+        gens = [copy.deepcopy(gen).eval() for _ in range(S)]
+        zl = [zs[start + j : start + j + 1].detach().clone().requires_grad_(True) for j in range(S)]
+        opts = [torch.optim.Adam([z], lr=cfg.lr_z, betas=cfg.betas, eps=cfg.eps) for z in zl]
+        for g in gens:
+            if cfg.adapt_generator:
+                opts.append(
+                    torch.optim.Adam(g.parameters(), lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps)
+                )
+            else:
+                g.requires_grad_(False)
+
+        def generate(gens=gens, zl=zl):
+            hs = [z.reshape(1, -1, 1, 1) for z in zl]
+            for i in range(len(gen.convs)):
+                hs = [g.convs[i](h) for g, h in zip(gens, hs, strict=True)]
+                if i == len(gen.convs) - 1:
+                    return [torch.tanh(h) for h in hs]
+                norm = gen.norms[i]
+                normed = F.batch_norm(torch.cat(hs), None, None, training=True, eps=norm.eps)
+                hs = [
+                    torch.relu(
+                        normed[j : j + 1] * g.norms[i].weight[None, :, None, None]
+                        + g.norms[i].bias[None, :, None, None]
+                    )
+                    for j, g in enumerate(gens)
+                ]
+
+        zp, lp = [], []
+        for _ in range(cfg.steps):
+            losses = [((h - x) ** 2).sum() for h in generate()]
+            zp.append(torch.cat(zl).detach().cpu().numpy().copy())
+            lp.append(np.array([float(v.detach()) for v in losses]))
+            for o in opts:
+                o.zero_grad()
+            torch.stack(losses).sum().backward()
+            for o in opts:
+                o.step()
+        with torch.no_grad():
+            final = np.array([float(((h - x) ** 2).sum()) for h in generate()])
+        zp.append(torch.cat(zl).detach().cpu().numpy().copy())
+        lp.append(final)
+        out_loss.append(final)
+        out_z.append(zp[-1])
+        zps.append(np.stack(zp))
+        lps.append(np.stack(lp))
+    res = (np.concatenate(out_loss), np.concatenate(out_z))
+    if record:
+        return res + (np.concatenate(zps, axis=1), np.concatenate(lps, axis=1))
     return res

@@ -41,6 +41,10 @@ class ADGAN(BaseDetector):
     n_seeds, steps, lr_z, lr_theta : the search (paper: 64, 5, 0.25, 5e-5; Adam betas 0.5, 0.999).
     adapt_generator : bool
         Adapt theta during the search (the paper does); False searches z alone.
+    bn_stats : {"running", "seeds"}
+        BatchNorm statistics during the search: the running estimates from training (eval
+        mode, seeds independent) or the batch statistics of each image's seeds (a generator
+        in training mode with the seeds as its batch). The paper does not say.
     kernel, max_pairs, memory_mb : implementation of the search and its chunking.
     contamination : float
         Fraction of calibration images above the threshold ``offset_``.
@@ -94,6 +98,7 @@ class ADGAN(BaseDetector):
         lr_z: float = 0.25,
         lr_theta: float = 5e-5,
         adapt_generator: bool = True,
+        bn_stats: str = "running",
         kernel: str = "auto",
         max_pairs: int | None = None,
         memory_mb: float = 512.0,
@@ -116,6 +121,7 @@ class ADGAN(BaseDetector):
         self.lr_z = lr_z
         self.lr_theta = lr_theta
         self.adapt_generator = adapt_generator
+        self.bn_stats = bn_stats
         self.kernel = kernel
         self.max_pairs = max_pairs
         self.memory_mb = memory_mb
@@ -145,6 +151,7 @@ class ADGAN(BaseDetector):
             lr_z=self.lr_z,
             lr_theta=self.lr_theta,
             adapt_generator=self.adapt_generator,
+            bn_stats=self.bn_stats,
             kernel=self.kernel,
             max_pairs=self.max_pairs,
             memory_mb=self.memory_mb,
