@@ -74,7 +74,8 @@ class SearchConfig:
     memory_mb: float = 512.0  # budget of one chunk's per-pair state
     # BatchNorm statistics during the search: "running" (the estimates kept from training;
     # each seed independent) or "seeds" (the batch statistics of an image's seeds, as a
-    # generator left in training mode computes them when those seeds form its batch)
+    # generator left in training mode computes them when those seeds form its batch; a
+    # chunk then holds whole images, at least one image's seeds whatever memory_mb says)
     bn_stats: str = "running"
 
     def validate(self) -> SearchConfig:
