@@ -192,6 +192,22 @@ def test_gmm_components_by_bic(fitted):
     assert det.model_.covariance_type == "full"
 
 
+def test_gmm_fits_with_one_blas_thread(data, monkeypatch):
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    fit = GaussianMixture.fit
+
+    def spy(self, X, y=None):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return fit(self, X, y)
+
+    monkeypatch.setattr(GaussianMixture, "fit", spy)
+    classic("gmm").fit(data[0])
+    assert seen == [{1}, {1}]
+
+
 def test_pca_dimension_chosen_on_labelled_training_data(data):
     normal, test, _ = data
     X = np.concatenate([normal, toy(20, True, 5)])

@@ -433,6 +433,7 @@ class ClassicDetector(BaseDetector):
         if self.model == "iforest":
             return {"model_": self._refit(Z, {})}
         from sklearn.mixture import GaussianMixture
+        from threadpoolctl import threadpool_limits
 
         best, best_bic = None, np.inf
         for k in sorted({int(k) for k in self.n_components_grid if int(k) <= len(Z)}):
@@ -442,7 +443,11 @@ class ClassicDetector(BaseDetector):
                 reg_covar=self.reg_covar,
                 random_state=self.random_state,
             )
-            bic = gmm.fit(Z).bic(Z)
+            # EM works on (n, d<=100) blocks, per component: BLAS threads cost more than
+            # they give there (1.8x slower with 2 threads on 2 idle cores, 9x while another
+            # process shares them), so one thread (docs/performance.md)
+            with threadpool_limits(limits=1, user_api="blas"):
+                bic = gmm.fit(Z).bic(Z)
             if bic < best_bic:
                 best, best_bic = gmm, bic
         if best is None:
