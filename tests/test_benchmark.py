@@ -60,6 +60,15 @@ def test_benchmark_writes_every_file_and_resumes(tmp_path):
         assert key in header
 
 
+def test_reports_cover_every_invocation(tmp_path):
+    # a table completed over several invocations, each with its own methods
+    for methods in (["mean-image"], ["kde"]):
+        run_benchmark("digits", [0], methods, TINY, tmp_path, progress=False, trajectories=False)
+    table = (tmp_path / "table.md").read_text()
+    assert "| class | kde | mean-image |" in table
+    assert len(read_results(tmp_path / "results.csv")) == 2
+
+
 def test_runs_give_spread_and_paper_column():
     rows = [
         {"dataset": "mnist", "normal_class": c, "method": "adgan", "run": r, "auc": a}

@@ -139,7 +139,7 @@ def run_benchmark(
     finally:
         if bar is not None:
             bar.close()
-    write_reports(out, dataset, methods)
+    write_reports(out, dataset)
     if trajectories and not (out / "trajectories.png").exists():
         figure2(train, test, dataset, classes[0], preset, out / "trajectories.png", seed, device)
     return read_results(results)
@@ -166,10 +166,15 @@ def _check_settings(out: Path, settings: dict) -> None:
         atomic_write(path, lambda fh: fh.write(json.dumps(settings, indent=1).encode()))
 
 
-def write_reports(out: Path, dataset: str, methods: list[str]) -> None:
-    """table.md and roc.png from everything in results.csv and scores/."""
-    rows = read_results(out / "results.csv")
-    present = [m for m in methods if any(r["method"] == m for r in rows)]
+def write_reports(out: Path, dataset: str) -> None:
+    """table.md and roc.png from everything in results.csv and scores/: the methods of
+    earlier invocations too (a table completed over several runs), in the registry's
+    order, then any others by name."""
+    from adgan.registry import DETECTORS
+
+    rows = [r for r in read_results(out / "results.csv") if r["dataset"] == dataset]
+    seen = {r["method"] for r in rows}
+    present = [m for m in DETECTORS if m in seen] + sorted(seen - set(DETECTORS))
     table = markdown_table(rows, dataset, present)
     runs = sorted({r["run"] for r in rows})
     text = (
