@@ -4,6 +4,7 @@ import csv
 
 import pytest
 
+from adgan.benchmark.figures import line_styles
 from adgan.benchmark.runner import read_results, run_benchmark
 from adgan.benchmark.tables import markdown_table, paper_table
 from adgan.errors import ConfigError
@@ -67,6 +68,14 @@ def test_reports_cover_every_invocation(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert "| class | kde | mean-image |" in table
     assert len(read_results(tmp_path / "results.csv")) == 2
+
+
+def test_roc_lines_are_told_apart():
+    from adgan.registry import DETECTORS
+
+    styles = line_styles(list(DETECTORS))  # 15 methods: more than one cycle of colours
+    assert len({(st["color"], st["ls"]) for st in styles}) == len(DETECTORS)
+    assert styles[0]["color"] == "black"  # ADGAN
 
 
 def test_runs_give_spread_and_paper_column():

@@ -27,6 +27,21 @@ def mean_roc(curves: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     return np.mean(tprs, axis=0)
 
 
+def line_styles(methods: list[str]) -> list[dict]:
+    """A distinct (colour, dash) per method, ADGAN's line black and heavier: the ten colours
+    of tab10, then the same colours dashed, dash-dotted, dotted."""
+    colours = plt.get_cmap("tab10").colors
+    dashes = ["-", "--", "-.", ":"]
+    out, i = [], 0
+    for m in methods:
+        if m == "adgan":
+            out.append({"color": "black", "ls": "-", "lw": 2.0, "zorder": 3})
+            continue
+        out.append({"color": colours[i % 10], "ls": dashes[(i // 10) % 4], "lw": 1.4})
+        i += 1
+    return out
+
+
 def save_roc(
     per_method: dict[str, list[tuple[np.ndarray, np.ndarray]]],
     aucs: dict[str, float],
@@ -34,9 +49,9 @@ def save_roc(
     title: str,
 ) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for m, curves in per_method.items():
+    for (m, curves), style in zip(per_method.items(), line_styles(list(per_method)), strict=True):
         label = f"{m} ({aucs[m]:.3f})" if m in aucs else m
-        ax.plot(FPR_GRID, mean_roc(curves), label=label, lw=1.4)
+        ax.plot(FPR_GRID, mean_roc(curves), label=label, **style)
     ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
     ax.set(
         xlabel="false positive rate",
