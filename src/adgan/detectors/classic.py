@@ -436,20 +436,20 @@ class ClassicDetector(BaseDetector):
         from threadpoolctl import threadpool_limits
 
         best, best_bic = None, np.inf
-        for k in sorted({int(k) for k in self.n_components_grid if int(k) <= len(Z)}):
-            gmm = GaussianMixture(
-                k,
-                covariance_type=self.covariance_type,
-                reg_covar=self.reg_covar,
-                random_state=self.random_state,
-            )
-            # EM works on (n, d<=100) blocks, per component: BLAS threads cost more than
-            # they give there (1.8x slower with 2 threads on 2 idle cores, 9x while another
-            # process shares them), so one thread (docs/performance.md)
-            with threadpool_limits(limits=1, user_api="blas"):
+        # EM works on (n, d<=100) blocks, per component: BLAS threads cost more than they
+        # give there (1.4 to 2.3x slower with 2 threads on 2 idle cores, 3 to 6x while
+        # another process shares them), so one thread (docs/performance.md)
+        with threadpool_limits(limits=1, user_api="blas"):
+            for k in sorted({int(k) for k in self.n_components_grid if int(k) <= len(Z)}):
+                gmm = GaussianMixture(
+                    k,
+                    covariance_type=self.covariance_type,
+                    reg_covar=self.reg_covar,
+                    random_state=self.random_state,
+                )
                 bic = gmm.fit(Z).bic(Z)
-            if bic < best_bic:
-                best, best_bic = gmm, bic
+                if bic < best_bic:
+                    best, best_bic = gmm, bic
         if best is None:
             raise ConfigError(
                 f"n_components_grid: no count <= n_samples={len(Z)} in {self.n_components_grid}"
