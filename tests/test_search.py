@@ -90,8 +90,8 @@ def test_fused_updates_a_few_pairs_at_a_time_equal_the_plain_loop(monkeypatch, c
     x = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
     cfg = dict(n_seeds=4, steps=3)
-    fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=7, kernel="fused"))
-    kernel = search._KERNELS[g][(torch.float64, torch.device("cpu"))]
+    fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=7, kernel="fused", workers=1))
+    kernel = search._KERNELS[g][(torch.float64, torch.device("cpu"), 0)]
     assert max(s for s in kernel.sub if s < 7) == (1 if cache_bytes == 1 else 6)
     slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"))
     np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
@@ -206,3 +206,60 @@ def test_without_latents_the_result_keeps_losses_and_prior_density():
     np.testing.assert_allclose(lean.prior_log_density(), full.prior_log_density(), rtol=1e-12)
     d = -0.5 * (full.z**2).sum(-1).mean(1) - 3 * np.log(2 * np.pi)
     np.testing.assert_allclose(lean.prior_log_density(), d, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bn_stats", ["running", "seeds"])
+def test_worker_threads_equal_one_worker_and_the_plain_loop(bn_stats):
+    # 3 images x 4 seeds in chunks of 2 pairs (or one image) per worker: the workers finish
+    # chunks in any order, and every result lands in its own rows
+    g = _generator(size=16, channels=3)
+    x = torch.rand(3, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(4, 6, dtype=torch.float64)
+    cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=4)
+    threads_before = torch.get_num_threads()
+    done = []
+    two = latent_search(
+        g, x, z0, SearchConfig(**cfg, workers=2), record=True, progress=done.append
+    )
+    assert torch.get_num_threads() == threads_before
+    assert sum(done) == 3
+    one = latent_search(g, x, z0, SearchConfig(**cfg, workers=1), record=True)
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"), record=True)
+    for ref in (one, slow):
+        np.testing.assert_allclose(two.seed_losses, ref.seed_losses, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(two.z, ref.z, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(two.loss_path, ref.loss_path, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(two.z_path, ref.z_path, rtol=1e-7, atol=1e-10)
+
+
+def test_an_error_in_a_worker_reaches_the_caller_and_stops_the_others(monkeypatch):
+    import threading
+
+    import adgan.search as search
+
+    calls = []
+    real_run = search.FusedKernel.run
+
+    def failing_run(self, xs, zs, cfg, record):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            raise RuntimeError("chunk failed")
+        return real_run(self, xs, zs, cfg, record)
+
+    monkeypatch.setattr(search.FusedKernel, "run", failing_run)
+    g = _generator()
+    x = torch.rand(8, 1, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(2, 6, dtype=torch.float64)
+    threads_before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        latent_search(g, x, z0, SearchConfig(n_seeds=2, steps=1, max_pairs=2, workers=2))
+    # 16 chunks of one pair: after the error each worker stops at its next chunk
+    assert 2 <= len(calls) <= 4
+    assert all(name.startswith("adgan-search-") for name in calls)
+    assert not [t for t in threading.enumerate() if t.name.startswith("adgan-search-")]
+    assert torch.get_num_threads() == threads_before
+
+
+def test_workers_is_checked():
+    with pytest.raises(ConfigError, match="workers"):
+        SearchConfig(workers=0).validate()

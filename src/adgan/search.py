@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import copy
 import math
+import queue
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,8 +72,11 @@ class SearchConfig:
     eps: float = 1e-8
     adapt_generator: bool = True
     kernel: str = "auto"
-    max_pairs: int | None = None  # pairs per chunk; None = from the memory budget
-    memory_mb: float = 512.0  # budget of one chunk's per-pair state
+    max_pairs: int | None = None  # pairs in flight at once; None = from the memory budget
+    memory_mb: float = 512.0  # budget of the per-pair state in flight at once
+    # CPU threads of the fused kernel: each runs its own chunks with one intra-op thread;
+    # None = torch.get_num_threads(). Other kernels and devices use torch's own threading.
+    workers: int | None = None
     # BatchNorm statistics during the search: "running" (the estimates kept from training;
     # each seed independent) or "seeds" (the batch statistics of an image's seeds, as a
     # generator left in training mode computes them when those seeds form its batch; a
@@ -87,6 +92,8 @@ class SearchConfig:
             raise ConfigError(f"bn_stats: expected one of {BN_STATS}, got {self.bn_stats!r}")
         if self.kernel not in KERNELS:
             raise ConfigError(f"kernel: expected one of {KERNELS}, got {self.kernel!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be >= 1 or None, got {self.workers}")
         return self
 
 
@@ -220,30 +227,39 @@ def latent_search(
     z_path = np.empty((cfg.steps + 1, total, z0.shape[1])) if record else None
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
     chunk = auto_max_pairs(gen, cfg, kernel) if kernel != "loop" else S
+    workers = _workers(cfg, kernel, dev)
+    if workers > 1:  # the budget is shared by the chunks in flight; every worker gets some
+        chunk = min(max(1, chunk // workers), -(-total // workers))
     chunk = min(chunk, total)
     if cfg.bn_stats == "seeds":  # an image's seeds share their statistics: whole images
         chunk = max(S, chunk // S * S)
+    workers = min(workers, -(-total // chunk))
     # buffers are kept with the generator between calls: scoring a stream chunk by chunk
     # (rank) then allocates them once, instead of once per chunk
     kernels = _KERNELS.setdefault(gen, {}) if kernel == "fused" else {}
+    if kernel == "fused":  # free the buffers of workers this call does not use
+        for key in [k for k in kernels if k[:2] == (dtype, dev) and k[2] >= workers]:
+            del kernels[key]
 
-    def run(gen, xs, zs, cfg, record):
+    def run(xs, zs, worker):
         if kernel == "fused":
-            # one kernel per dtype and device, as large as the largest chunk so far: the
-            # last, shorter chunk of a call runs on a view of the same buffers
-            key = (xs.dtype, xs.device)
-            if key not in kernels or kernels[key].capacity < chunk:
+            # one kernel per dtype, device and worker, as large as the largest chunk so far:
+            # the last, shorter chunk of a call runs on a view of the same buffers
+            key = (xs.dtype, xs.device, worker)
+            cache = _CACHE_BYTES // workers  # the workers share the last-level cache
+            old = kernels.get(key)
+            if old is None or old.capacity < chunk or old.cache_bytes != cache:
                 kernels.pop(key, None)  # free the old buffers before making larger ones
-                kernels[key] = FusedKernel(gen, chunk)
+                kernels[key] = FusedKernel(gen, chunk, cache_bytes=cache)
             return kernels[key].run(xs, zs, cfg, record)
         if kernel == "bmm":
             return _search_pairs_bmm(gen, xs, zs, cfg, record)
         loop = _search_seeds_loop if cfg.bn_stats == "seeds" else _search_pairs_loop
         return loop(gen, xs, zs, cfg, record)
 
-    done_images = 0
+    done_pairs = 0
     with flush_denormals():
-        for start, stop, out in _chunks(run, gen, x, z0, S, total, chunk, cfg, record):
+        for start, stop, out in _chunks(run, x, z0, S, total, chunk, workers):
             losses[start:stop] = out[0]
             log_prior[start:stop] = _log_prior(out[1])
             if keep_z:
@@ -251,9 +267,10 @@ def latent_search(
             if record:
                 z_path[:, start:stop] = out[2]
                 loss_path[:, start:stop] = out[3]
-            if progress is not None and stop // S > done_images:
-                progress(stop // S - done_images)
-                done_images = stop // S
+            # chunks may finish out of order with several workers: count finished pairs
+            before, done_pairs = done_pairs // S, done_pairs + stop - start
+            if progress is not None and done_pairs // S > before:
+                progress(done_pairs // S - before)
     res = SearchResult(
         losses.reshape(n, S),
         z_final.reshape(n, S, -1) if keep_z else None,
@@ -265,15 +282,78 @@ def latent_search(
     return res
 
 
-def _chunks(run, gen, x, z0, S, total, chunk, cfg, record):
-    """Yield (start, stop, result) for consecutive ranges of the flattened (image, seed) pairs."""
-    dev = x.device
-    for start in range(0, total, chunk):
+def _workers(cfg: SearchConfig, kernel: str, dev: torch.device) -> int:
+    """Threads for the search: the fused kernel on CPU runs one chunk per thread."""
+    if kernel != "fused" or dev.type != "cpu":
+        return 1
+    return cfg.workers or torch.get_num_threads()
+
+
+def _chunks(run, x, z0, S, total, chunk, workers):
+    """Yield (start, stop, run(xs, zs, worker)) for consecutive ranges of the flattened
+    (image, seed) pairs; with several workers, in the order they finish."""
+
+    def job(start, worker):
         stop = min(total, start + chunk)
-        pairs = torch.arange(start, stop, device=dev)
-        xs = x[pairs // S]  # (P, C, H, W)
-        zs = z0[pairs % S]  # (P, latent)
-        yield start, stop, run(gen, xs, zs, cfg, record)
+        pairs = torch.arange(start, stop, device=x.device)
+        return start, stop, run(x[pairs // S], z0[pairs % S], worker)  # x, z0 per pair
+
+    starts = range(0, total, chunk)
+    if workers == 1:
+        for start in starts:
+            yield job(start, 0)
+        return
+    yield from _threaded(job, starts, workers)
+
+
+def _threaded(job, starts, workers: int):
+    """Run ``job(start, worker)`` for every start on ``workers`` threads, one intra-op
+    thread each, and yield the results as they come.
+
+    On CPU the search's operations are many mid-sized products and element-wise passes,
+    which torch splits across its threads with a barrier after each; independent chunks,
+    one per thread, keep both cores busy and let one thread's memory-bound Adam overlap
+    another's products (docs/performance.md has the measurement). torch releases the GIL
+    inside its operations. The first error stops the others after their current chunk and
+    is raised here."""
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for start in starts:
+        todo.put(start)
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    halt = threading.Event()
+    threads_before = torch.get_num_threads()
+
+    def work(worker):
+        try:
+            torch.set_num_threads(1)  # this thread's own setting
+            torch.set_flush_denormal(True)  # a per-thread register, as in flush_denormals
+            while not halt.is_set():
+                try:
+                    start = todo.get_nowait()
+                except queue.Empty:
+                    return
+                done.put(job(start, worker))
+        except BaseException as e:  # handed to the caller's thread
+            halt.set()
+            done.put(e)
+
+    threads = [
+        threading.Thread(target=work, args=(w,), name=f"adgan-search-{w}", daemon=True)
+        for w in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for _ in starts:
+            item = done.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        halt.set()
+        for t in threads:
+            t.join()
+        torch.set_num_threads(threads_before)  # a worker's setting also changes the default
 
 
 def _groups(P: int, cfg: SearchConfig) -> int:
@@ -398,9 +478,10 @@ class FusedKernel:
     activations and gradients are made once and reused (``_ws``).
     """
 
-    def __init__(self, gen: Generator, capacity: int):
+    def __init__(self, gen: Generator, capacity: int, cache_bytes: int = _CACHE_BYTES):
         self._gen = weakref.ref(gen)
         self.capacity = P = capacity
+        self.cache_bytes = cache_bytes
         ref = generator_parameters(gen)
         p0 = ref[0]
         dev, dt = p0.device, p0.dtype
@@ -425,7 +506,7 @@ class FusedKernel:
         self.sub = []
         for p in ref:
             per_pair = 2 * p.numel() * p.element_size()
-            s = P if dev.type != "cpu" else max(1, min(P, _CACHE_BYTES // per_pair))
+            s = P if dev.type != "cpu" else max(1, min(P, cache_bytes // per_pair))
             self.sub.append(s)
         self.grad = [
             torch.empty((s, *p.shape), dtype=dt, device=dev)
@@ -655,8 +736,9 @@ class FusedKernel:
     def _first_adam(self, idx: int, a: int, b: int, grad: torch.Tensor, cfg) -> None:
         """Adam's first step for pairs a:b of parameter idx: their parameters start as the
         shared ones, their moments at zero, just before the update reads them (still in
-        the cache: written with torch's element-wise kernels, the step's closed form
-        measured several times slower than this)."""
+        the cache). The step's closed form (m = (1 - b1) g, v = (1 - b2) g^2, theta =
+        shared - lr g / (|g| + eps)) in torch's element-wise operations was a third faster
+        on one layer in isolation but measured no faster over the whole search."""
         self.theta[idx][a:b].copy_(self.shared[idx].expand_as(grad))
         self.m[idx][a:b].zero_()
         self.v[idx][a:b].zero_()
