@@ -218,9 +218,7 @@ def test_worker_threads_equal_one_worker_and_the_plain_loop(bn_stats):
     cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=4)
     threads_before = torch.get_num_threads()
     done = []
-    two = latent_search(
-        g, x, z0, SearchConfig(**cfg, workers=2), record=True, progress=done.append
-    )
+    two = latent_search(g, x, z0, SearchConfig(**cfg, workers=2), record=True, progress=done.append)
     assert torch.get_num_threads() == threads_before
     assert sum(done) == 3
     one = latent_search(g, x, z0, SearchConfig(**cfg, workers=1), record=True)
