@@ -25,17 +25,11 @@ def _generator(dtype=torch.float64, size=16, channels=1, latent=6, width=4, seed
 def test_batched_search_equals_plain_loop_with_torch_adam(kernel, adapt, size, channels):
     g = _generator(size=size, channels=channels)
     x = torch.rand(3, channels, size, size, dtype=torch.float64) * 2 - 1
-    z0 = torch.randn(4, 6, dtype=torch.float64)
-    # max_pairs=5 splits the 12 pairs across chunks that cut through images
-    fast = latent_search(
-        g,
-        x,
-        z0,
-        SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt, max_pairs=5, kernel=kernel),
-    )
-    slow = latent_search(
-        g, x, z0, SearchConfig(n_seeds=4, steps=4, adapt_generator=adapt, kernel="loop")
-    )
+    z0 = torch.randn(3, 6, dtype=torch.float64)
+    # max_pairs=5 splits the 9 pairs into chunks of 5 and 4: the first ends inside image 1
+    cfg = dict(n_seeds=3, steps=4, adapt_generator=adapt)
+    fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=5, kernel=kernel, workers=1))
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"))
     np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
 
@@ -87,12 +81,14 @@ def test_fused_updates_a_few_pairs_at_a_time_equal_the_plain_loop(monkeypatch, c
 
     monkeypatch.setattr(search, "_CACHE_BYTES", cache_bytes)
     g = _generator(size=16, channels=3)
-    x = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    x = torch.rand(4, 3, 16, 16, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
     cfg = dict(n_seeds=4, steps=3)
-    fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=7, kernel="fused", workers=1))
+    # two chunks of 8 pairs; with 20000 bytes the last layer's Adam takes 6 pairs, then 2
+    fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=8, kernel="fused", workers=1))
     kernel = search._KERNELS[g][(torch.float64, torch.device("cpu"), 0)]
-    assert max(s for s in kernel.sub if s < 7) == (1 if cache_bytes == 1 else 6)
+    assert kernel.capacity == 8
+    assert max(s for s in kernel.sub if s < 8) == (1 if cache_bytes == 1 else 6)
     slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"))
     np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
@@ -261,3 +257,21 @@ def test_an_error_in_a_worker_reaches_the_caller_and_stops_the_others(monkeypatc
 def test_workers_is_checked():
     with pytest.raises(ConfigError, match="workers"):
         SearchConfig(workers=0).validate()
+
+
+@pytest.mark.parametrize(
+    "total,unit,budget,workers",
+    [(128, 1, 25, 2), (32, 1, 25, 2), (9, 1, 5, 1), (12, 4, 9, 1), (12, 4, 9, 2), (4, 4, 1, 2),
+     (1000, 1, 7, 3), (5, 1, 64, 4)],
+)  # fmt: skip
+def test_chunks_respect_the_budget_and_spread_evenly_over_the_workers(total, unit, budget, workers):
+    from adgan.search import _chunk_size
+
+    chunk = _chunk_size(total, unit, budget, workers)
+    assert chunk % unit == 0 and chunk >= unit
+    assert chunk <= max(1, budget // workers // unit) * unit  # within the budget in flight
+    sizes = [min(chunk, total - s) for s in range(0, total, chunk)]
+    loads = [sum(sizes[w::workers]) for w in range(workers)]  # taken in turn
+    assert max(loads) - min(loads) <= chunk
+    if (total, budget, workers) == (32, 25, 2):  # not 12 + 12 + 8: a worker would wait
+        assert sizes == [8, 8, 8, 8]

@@ -226,13 +226,10 @@ def latent_search(
     log_prior = np.empty(total)
     z_path = np.empty((cfg.steps + 1, total, z0.shape[1])) if record else None
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
-    chunk = auto_max_pairs(gen, cfg, kernel) if kernel != "loop" else S
+    budget = auto_max_pairs(gen, cfg, kernel) if kernel != "loop" else S
     workers = _workers(cfg, kernel, dev)
-    if workers > 1:  # the budget is shared by the chunks in flight; every worker gets some
-        chunk = min(max(1, chunk // workers), -(-total // workers))
-    chunk = min(chunk, total)
-    if cfg.bn_stats == "seeds":  # an image's seeds share their statistics: whole images
-        chunk = max(S, chunk // S * S)
+    # an image's seeds share their statistics under "seeds": chunks of whole images
+    chunk = _chunk_size(total, S if cfg.bn_stats == "seeds" else 1, budget, workers)
     workers = min(workers, -(-total // chunk))
     # buffers are kept with the generator between calls: scoring a stream chunk by chunk
     # (rank) then allocates them once, instead of once per chunk
@@ -280,6 +277,18 @@ def latent_search(
         res.z_path = z_path.reshape(cfg.steps + 1, n, S, -1)
         res.loss_path = loss_path.reshape(cfg.steps + 1, n, S)
     return res
+
+
+def _chunk_size(total: int, unit: int, budget: int, workers: int) -> int:
+    """Pairs per chunk: a multiple of ``unit``, at most ``budget`` pairs in flight over all
+    workers (but at least one unit per chunk), and as few chunks as that allows, made a
+    multiple of the workers and of equal size, so that no worker is left with a long last
+    chunk while the others wait."""
+    units = total // unit
+    per = max(1, budget // workers // unit)
+    n = -(-units // per)  # chunks needed
+    n = -(-n // workers) * workers
+    return -(-units // n) * unit
 
 
 def _workers(cfg: SearchConfig, kernel: str, dev: torch.device) -> int:
