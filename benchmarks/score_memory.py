@@ -3,9 +3,10 @@
 Each N runs in a fresh process: a detector of the MNIST ``cpu`` preset's size (28x28 gray,
 width 32, latent 256; trained for a few iterations only: memory does not depend on training)
 scores N random images through ``anomaly_score``, and the process's peak resident memory is
-printed. The search works through (image, seed) pairs in chunks of a fixed size, so the peak
-should not grow with N. Fewer seeds than the paper's 64 shorten the run without changing the
-chunk (``--seeds 64`` to check).
+printed, beside the size of the images themselves (the uint8 array and the float32 copy the
+detector scores, 5 bytes per pixel). The search works through (image, seed) pairs in chunks
+of a fixed size, so the peak should grow with N by no more than the images. Fewer seeds
+than the paper's 64 shorten the run without changing the chunk (``--seeds 64`` to check).
 
     python benchmarks/score_memory.py --sizes 1000,5000 --seeds 8
 """
@@ -54,7 +55,8 @@ def main() -> None:
         ).fit(x)  # fmt: skip
         model = det.save(Path(tmp) / "model.pt")
         print(f"ADGAN 28x28 x1, width 32, latent 256, {args.seeds} seeds, 5 steps; CPU")
-        print(f"{'images':>7} {'wall s':>8} {'images/s':>9} {'peak RSS MB':>12}")
+        # the images themselves: the caller's uint8 array and the float32 copy scored
+        print(f"{'images':>7} {'wall s':>8} {'images/s':>9} {'peak RSS MB':>12} {'images MB':>10}")
         for n in (int(s) for s in args.sizes.split(",")):
             t = time.perf_counter()
             out = subprocess.run(
@@ -65,7 +67,10 @@ def main() -> None:
             ).stdout
             r = json.loads(out.strip().splitlines()[-1])
             wall = time.perf_counter() - t
-            print(f"{n:>7} {wall:>8.1f} {n / r['seconds']:>9.2f} {r['peak_mb']:>12.0f}")
+            own = n * 28 * 28 * (1 + 4) / 2**20
+            print(
+                f"{n:>7} {wall:>8.1f} {n / r['seconds']:>9.2f} {r['peak_mb']:>12.0f} {own:>10.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ to the base point. Each point runs after a warm-up on the same generator; the ge
 a randomly initialised DCGAN with realistic BatchNorm statistics (speed does not depend on
 training).
 
-    python benchmarks/search_cost.py            # 2 CPU cores: about 10 minutes
+    python benchmarks/search_cost.py            # 2 CPU cores: about a minute
     python benchmarks/search_cost.py --quick    # fewer points
 """
 

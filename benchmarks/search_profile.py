@@ -6,6 +6,11 @@ operators by self time and each batched product's shape with its GFLOP/s, then t
 shape that costs most beside one large product of the same weights: a per-pair product with
 16 rows cannot reach the large one's rate in a packing matrix library.
 
+On CPU the kernel runs one chunk per thread, each on one core, and torch.profiler records
+only the thread that starts it; so this profiles one such worker: one thread
+(``torch.set_num_threads(1)``, ``workers=1``; ``--threads`` to change). Every figure is then
+one core's.
+
     OMP_WAIT_POLICY=PASSIVE python benchmarks/search_profile.py      # about a minute on 2 cores
 """
 
@@ -35,7 +40,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2, help="images profiled (default 2)")
     ap.add_argument("--rows", type=int, default=12, help="operators and shapes listed")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a worker)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = Generator(DCGANConfig(image_size=32, channels=3, latent_dim=256, width=64))
     gen.train()
@@ -44,7 +51,7 @@ def main() -> None:
     gen.eval()
     z0 = torch.randn(64, 256)
     x = torch.rand(args.images, 3, 32, 32) * 2 - 1
-    cfg = SearchConfig(n_seeds=64, steps=5)
+    cfg = SearchConfig(n_seeds=64, steps=5, workers=1)  # profiled in this thread
     latent_search(gen, x, z0, cfg)  # warm-up: the kernel's buffers
     t = time.perf_counter()
     latent_search(gen, x, z0, cfg)

@@ -53,8 +53,11 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
         raise DataError(f"{name}: expected at least one image, got none")
     if X.shape[1] not in (1, 3):
         raise DataError(f"{name}: expected 1 or 3 channels, got {X.shape[1]} (shape {X.shape})")
-    if X.dtype == np.uint8:
-        return (X.astype(np.float32) / 127.5 - 1.0).astype(np.float32)
+    if X.dtype == np.uint8:  # one float32 copy, scaled in place
+        out = X.astype(np.float32)
+        out /= 127.5
+        out -= 1.0
+        return out
     if not np.issubdtype(X.dtype, np.floating):
         raise DataError(f"{name}: expected uint8 or float images, got dtype {X.dtype}")
     X = X.astype(np.float32, copy=False)
