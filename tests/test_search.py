@@ -204,19 +204,38 @@ def test_without_latents_the_result_keeps_losses_and_prior_density():
     np.testing.assert_allclose(lean.prior_log_density(), d, rtol=1e-12)
 
 
-@pytest.mark.parametrize("bn_stats", ["running", "seeds"])
-def test_worker_threads_equal_one_worker_and_the_plain_loop(bn_stats):
+@pytest.mark.parametrize("bn_stats,threads", [("running", None), ("seeds", None), ("running", 4)])
+def test_worker_threads_equal_one_worker_and_the_plain_loop(monkeypatch, bn_stats, threads):
     # 3 images x 4 seeds in chunks of 2 pairs (or one image) per worker: the workers finish
-    # chunks in any order, and every result lands in its own rows
+    # chunks in any order, and every result lands in its own rows; with 4 torch threads
+    # each of the 2 workers runs its operations on 2
     g = _generator(size=16, channels=3)
     x = torch.rand(3, 3, 16, 16, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
     cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=4)
+    import adgan.search as search
+
+    seen, real_run = set(), search.FusedKernel.run
+
+    def run(self, *args):
+        seen.add(torch.get_num_threads())
+        return real_run(self, *args)
+
+    monkeypatch.setattr(search.FusedKernel, "run", run)
     threads_before = torch.get_num_threads()
-    done = []
-    two = latent_search(g, x, z0, SearchConfig(**cfg, workers=2), record=True, progress=done.append)
-    assert torch.get_num_threads() == threads_before
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        done = []
+        two = latent_search(
+            g, x, z0, SearchConfig(**cfg, workers=2), record=True, progress=done.append
+        )
+        assert torch.get_num_threads() == (threads or threads_before)
+    finally:
+        torch.set_num_threads(threads_before)
     assert sum(done) == 3
+    assert seen == {2 if threads == 4 else 1}  # torch threads inside each worker
+    monkeypatch.undo()
     one = latent_search(g, x, z0, SearchConfig(**cfg, workers=1), record=True)
     slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"), record=True)
     for ref in (one, slow):
@@ -275,3 +294,16 @@ def test_chunks_respect_the_budget_and_spread_evenly_over_the_workers(total, uni
     assert max(loads) - min(loads) <= chunk
     if (total, budget, workers) == (32, 25, 2):  # not 12 + 12 + 8: a worker would wait
         assert sizes == [8, 8, 8, 8]
+
+
+def test_workers_default_to_the_threads_while_each_gets_enough_pairs():
+    from adgan.search import _workers
+
+    cpu, cfg = torch.device("cpu"), SearchConfig()
+    assert _workers(cfg, "fused", cpu, budget=25, threads=2) == 2
+    # 16 threads but a budget of 25 pairs: 3 workers of 8 pairs (each then on 5 threads)
+    assert _workers(cfg, "fused", cpu, budget=25, threads=16) == 3
+    assert _workers(cfg, "fused", cpu, budget=5, threads=2) == 1
+    assert _workers(SearchConfig(workers=4), "fused", cpu, budget=5, threads=2) == 4
+    assert _workers(cfg, "bmm", cpu, budget=25, threads=2) == 1
+    assert _workers(cfg, "fused", torch.device("meta"), budget=25, threads=2) == 1
