@@ -212,13 +212,17 @@ def test_worker_threads_equal_one_worker_and_the_plain_loop(monkeypatch, bn_stat
     g = _generator(size=16, channels=3)
     x = torch.rand(3, 3, 16, 16, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
-    cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=4)
+    # in flight: two chunks of 2 pairs, or of one image (4 pairs) under "seeds"
+    cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=8 if bn_stats == "seeds" else 4)
+    import threading
+
     import adgan.search as search
 
-    seen, real_run = set(), search.FusedKernel.run
+    seen, names, real_run = set(), set(), search.FusedKernel.run
 
     def run(self, *args):
         seen.add(torch.get_num_threads())
+        names.add(threading.current_thread().name)
         return real_run(self, *args)
 
     monkeypatch.setattr(search.FusedKernel, "run", run)
@@ -235,6 +239,7 @@ def test_worker_threads_equal_one_worker_and_the_plain_loop(monkeypatch, bn_stat
         torch.set_num_threads(threads_before)
     assert sum(done) == 3
     assert seen == {2 if threads == 4 else 1}  # torch threads inside each worker
+    assert names == {"adgan-search-0", "adgan-search-1"}
     monkeypatch.undo()
     one = latent_search(g, x, z0, SearchConfig(**cfg, workers=1), record=True)
     slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"), record=True)
@@ -281,19 +286,34 @@ def test_workers_is_checked():
 @pytest.mark.parametrize(
     "total,unit,budget,workers",
     [(128, 1, 25, 2), (32, 1, 25, 2), (9, 1, 5, 1), (12, 4, 9, 1), (12, 4, 9, 2), (4, 4, 1, 2),
-     (1000, 1, 7, 3), (5, 1, 64, 4)],
+     (1000, 1, 7, 3), (5, 1, 64, 4), (256, 64, 25, 2), (640, 64, 150, 16), (24, 4, 10, 2)],
 )  # fmt: skip
 def test_chunks_respect_the_budget_and_spread_evenly_over_the_workers(total, unit, budget, workers):
-    from adgan.search import _chunk_size
+    from adgan.search import _plan
 
-    chunk = _chunk_size(total, unit, budget, workers)
-    assert chunk % unit == 0 and chunk >= unit
-    assert chunk <= max(1, budget // workers // unit) * unit  # within the budget in flight
+    chunk, used = _plan(total, unit, budget, workers)
+    assert chunk % unit == 0 and chunk >= unit and 1 <= used <= workers
+    # pairs in flight: within the budget, or one chunk of a single unit when a unit (an
+    # image's seeds under "seeds" statistics) is larger than the budget
+    assert used * chunk <= max(budget, unit)
     sizes = [min(chunk, total - s) for s in range(0, total, chunk)]
-    loads = [sum(sizes[w::workers]) for w in range(workers)]  # taken in turn
+    loads = [sum(sizes[w::used]) for w in range(used)]  # taken in turn
     assert max(loads) - min(loads) <= chunk
     if (total, budget, workers) == (32, 25, 2):  # not 12 + 12 + 8: a worker would wait
-        assert sizes == [8, 8, 8, 8]
+        assert sizes == [8, 8, 8, 8] and used == 2
+    if (total, unit, budget) == (256, 64, 25):  # 64 seeds over a 25-pair budget: one image
+        assert (chunk, used) == (64, 1)
+
+
+def test_the_search_ignores_the_inputs_autograd_history_in_every_worker():
+    g = _generator()
+    x = (torch.rand(2, 1, 16, 16, dtype=torch.float64) * 2 - 1).requires_grad_()
+    z0 = torch.randn(3, 6, dtype=torch.float64).requires_grad_()
+    cfg = dict(n_seeds=3, steps=2, max_pairs=2)
+    with torch.no_grad():  # the caller's grad mode does not reach the worker threads
+        two = latent_search(g, x, z0, SearchConfig(**cfg, workers=2))
+    one = latent_search(g, x, z0, SearchConfig(**cfg, workers=1))
+    np.testing.assert_allclose(two.seed_losses, one.seed_losses, rtol=1e-12)
 
 
 def test_workers_default_to_the_threads_while_each_gets_enough_pairs():
@@ -307,3 +327,15 @@ def test_workers_default_to_the_threads_while_each_gets_enough_pairs():
     assert _workers(SearchConfig(workers=4), "fused", cpu, budget=5, threads=2) == 4
     assert _workers(cfg, "bmm", cpu, budget=25, threads=2) == 1
     assert _workers(cfg, "fused", torch.device("meta"), budget=25, threads=2) == 1
+
+
+def test_progress_counts_an_image_when_all_its_seeds_are_done():
+    g = _generator()
+    x = torch.rand(3, 1, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(3, 6, dtype=torch.float64)
+    done = []
+    # 9 pairs in chunks of 5 and 4: the first finishes image 0 and two seeds of image 1
+    latent_search(
+        g, x, z0, SearchConfig(n_seeds=3, steps=1, max_pairs=5, workers=1), progress=done.append
+    )
+    assert done == [1, 2]

@@ -74,9 +74,10 @@ class SearchConfig:
     kernel: str = "auto"
     max_pairs: int | None = None  # pairs in flight at once; None = from the memory budget
     memory_mb: float = 512.0  # budget of the per-pair state in flight at once
-    # CPU threads of the fused kernel, each running its own chunks with its share of
-    # torch's threads; None = one per torch thread, while the memory budget gives each at
-    # least 8 pairs. Other kernels and devices use torch's own threading.
+    # CPU threads of the fused kernel (at most; the memory budget may allow fewer), each
+    # running its own chunks with its share of torch's threads; None = one per torch
+    # thread, while the budget gives each at least 8 pairs. Other kernels and devices use
+    # torch's own threading.
     workers: int | None = None
     # BatchNorm statistics during the search: "running" (the estimates kept from training;
     # each seed independent) or "seeds" (the batch statistics of an image's seeds, as a
@@ -218,8 +219,10 @@ def latent_search(
     kernel = "fused" if cfg.kernel == "auto" else cfg.kernel
     dev = next(gen.parameters()).device
     dtype = next(gen.parameters()).dtype
-    x = x.to(dev, dtype)
-    z0 = z0.to(dev, dtype)
+    # the search writes its own gradients: the inputs' autograd history plays no part (and
+    # the worker threads do not see the caller's grad mode)
+    x = x.detach().to(dev, dtype)
+    z0 = z0.detach().to(dev, dtype)
     n, S = x.shape[0], cfg.n_seeds
     total = n * S
     losses = np.empty(total)
@@ -229,10 +232,9 @@ def latent_search(
     loss_path = np.empty((cfg.steps + 1, total)) if record else None
     budget = auto_max_pairs(gen, cfg, kernel) if kernel != "loop" else S
     threads = torch.get_num_threads()
-    workers = _workers(cfg, kernel, dev, budget, threads)
     # an image's seeds share their statistics under "seeds": chunks of whole images
-    chunk = _chunk_size(total, S if cfg.bn_stats == "seeds" else 1, budget, workers)
-    workers = min(workers, -(-total // chunk))
+    unit = S if cfg.bn_stats == "seeds" else 1
+    chunk, workers = _plan(total, unit, budget, _workers(cfg, kernel, dev, budget, threads))
     intra = max(1, threads // workers)  # torch threads of each worker
     # buffers are kept with the generator between calls: scoring a stream chunk by chunk
     # (rank) then allocates them once, instead of once per chunk
@@ -257,7 +259,7 @@ def latent_search(
         loop = _search_seeds_loop if cfg.bn_stats == "seeds" else _search_pairs_loop
         return loop(gen, xs, zs, cfg, record)
 
-    done_pairs = 0
+    left = np.full(n, S)  # pairs of each image not yet searched
     with flush_denormals():
         for start, stop, out in _chunks(run, x, z0, S, total, chunk, workers, intra):
             losses[start:stop] = out[0]
@@ -267,10 +269,13 @@ def latent_search(
             if record:
                 z_path[:, start:stop] = out[2]
                 loss_path[:, start:stop] = out[3]
-            # chunks may finish out of order with several workers: count finished pairs
-            before, done_pairs = done_pairs // S, done_pairs + stop - start
-            if progress is not None and done_pairs // S > before:
-                progress(done_pairs // S - before)
+            # chunks may finish out of order with several workers: an image is done when
+            # all its pairs are
+            images, counts = np.unique(np.arange(start, stop) // S, return_counts=True)
+            left[images] -= counts
+            finished = int((left[images] == 0).sum())
+            if progress is not None and finished:
+                progress(finished)
     res = SearchResult(
         losses.reshape(n, S),
         z_final.reshape(n, S, -1) if keep_z else None,
@@ -280,6 +285,14 @@ def latent_search(
         res.z_path = z_path.reshape(cfg.steps + 1, n, S, -1)
         res.loss_path = loss_path.reshape(cfg.steps + 1, n, S)
     return res
+
+
+def _plan(total: int, unit: int, budget: int, workers: int) -> tuple[int, int]:
+    """(pairs per chunk, workers): no more workers than there are chunks, or than the budget
+    holds chunks at once (a chunk of whole images can exceed a share of the budget, and a
+    single one may exceed the whole budget)."""
+    chunk = _chunk_size(total, unit, budget, workers)
+    return chunk, max(1, min(workers, -(-total // chunk), budget // chunk))
 
 
 def _chunk_size(total: int, unit: int, budget: int, workers: int) -> int:
@@ -354,7 +367,8 @@ def _threaded(job, starts, workers: int, intra: int = 1):
                     start = todo.get_nowait()
                 except queue.Empty:
                     return
-                done.put(job(start, worker))
+                with torch.no_grad():  # grad mode is per thread
+                    done.put(job(start, worker))
         except BaseException as e:  # handed to the caller's thread
             halt.set()
             done.put(e)
@@ -373,9 +387,11 @@ def _threaded(job, starts, workers: int, intra: int = 1):
             yield item
     finally:
         halt.set()
-        for t in threads:
-            t.join()
-        torch.set_num_threads(threads_before)  # a worker's setting also changes the default
+        try:
+            for t in threads:
+                t.join()
+        finally:  # a worker's setting also changes the default
+            torch.set_num_threads(threads_before)
 
 
 def _groups(P: int, cfg: SearchConfig) -> int:
