@@ -243,12 +243,13 @@ def latent_search(
         for key in [k for k in kernels if k[:2] == (dtype, dev) and k[2] >= workers]:
             del kernels[key]
 
+    cache = _CACHE_BYTES // workers  # the workers share the last-level cache
+
     def run(xs, zs, worker):
         if kernel == "fused":
             # one kernel per dtype, device and worker, as large as the largest chunk so far:
             # the last, shorter chunk of a call runs on a view of the same buffers
             key = (xs.dtype, xs.device, worker)
-            cache = _CACHE_BYTES // workers  # the workers share the last-level cache
             old = kernels.get(key)
             if old is None or old.capacity < chunk or old.cache_bytes != cache:
                 kernels.pop(key, None)  # free the old buffers before making larger ones
@@ -288,23 +289,19 @@ def latent_search(
 
 
 def _plan(total: int, unit: int, budget: int, workers: int) -> tuple[int, int]:
-    """(pairs per chunk, workers): no more workers than there are chunks, or than the budget
-    holds chunks at once (a chunk of whole images can exceed a share of the budget, and a
-    single one may exceed the whole budget)."""
-    chunk = _chunk_size(total, unit, budget, workers)
-    return chunk, max(1, min(workers, -(-total // chunk), budget // chunk))
-
-
-def _chunk_size(total: int, unit: int, budget: int, workers: int) -> int:
-    """Pairs per chunk: a multiple of ``unit``, at most ``budget`` pairs in flight over all
-    workers (but at least one unit per chunk), and as few chunks as that allows, made a
-    multiple of the workers and of equal size, so that no worker is left with a long last
-    chunk while the others wait."""
+    """(pairs per chunk, workers). A chunk is a multiple of ``unit``, at least one unit,
+    and as large as a share of the budget allows (``budget`` pairs in flight over all
+    workers); the number of chunks is then rounded up to a multiple of the workers and the
+    chunks made of equal size, so that no worker is left with a long last chunk while the
+    others wait. No more workers than there are chunks, or than the budget holds chunks at
+    once (a chunk of whole images can exceed a share of the budget, and a single one may
+    exceed the whole budget)."""
     units = total // unit
     per = max(1, budget // workers // unit)
     n = -(-units // per)  # chunks needed
     n = -(-n // workers) * workers
-    return -(-units // n) * unit
+    chunk = -(-units // n) * unit
+    return chunk, max(1, min(workers, -(-total // chunk), budget // chunk))
 
 
 # pairs a worker should hold at least: fewer per chunk measured slower on CPU (2 per worker
@@ -324,7 +321,7 @@ def _workers(cfg: SearchConfig, kernel: str, dev: torch.device, budget: int, thr
     return max(1, min(threads, budget // _MIN_PAIRS_PER_WORKER))
 
 
-def _chunks(run, x, z0, S, total, chunk, workers, intra=1):
+def _chunks(run, x, z0, S, total, chunk, workers, intra):
     """Yield (start, stop, run(xs, zs, worker)) for consecutive ranges of the flattened
     (image, seed) pairs; with several workers, in the order they finish."""
 
@@ -341,7 +338,7 @@ def _chunks(run, x, z0, S, total, chunk, workers, intra=1):
     yield from _threaded(job, starts, workers, intra)
 
 
-def _threaded(job, starts, workers: int, intra: int = 1):
+def _threaded(job, starts, workers: int, intra: int):
     """Run ``job(start, worker)`` for every start on ``workers`` threads, each with
     ``intra`` torch threads of its own, and yield the results as they come.
 
