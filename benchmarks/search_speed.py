@@ -9,7 +9,9 @@ moves) as a fraction of the streaming rate of a large fused Adam measured in the
 the bound these two rates put on the matmul fraction, and the peak memory of each (each
 variant runs in its own process). At the paper's settings (64 seeds, 5 steps) and at 8
 seeds. On a CPU with several threads, the fused kernel also runs with one worker (every
-operation split across torch's threads), beside its default of one chunk per thread.
+operation split across torch's threads), beside its default of one chunk per thread; and where
+the compiled CPU kernel (adgan._native) could be built, the fused kernel also runs on torch's
+operations alone ("torch ops").
 
     python benchmarks/search_speed.py --quick      # 2 CPU cores: a few minutes
     python benchmarks/search_speed.py --device cuda --images 64
@@ -96,7 +98,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _worker(args, kernel, seeds, n_images, q, workers=None):
+def _worker(args, kernel, seeds, n_images, q, workers=None, native=True):
     from adgan.nets.dcgan import DCGANConfig, Generator
     from adgan.search import SearchConfig, latent_search
 
@@ -124,7 +126,9 @@ def _worker(args, kernel, seeds, n_images, q, workers=None):
         - 1
     )
     z0, x = z0.to(args.device), x.to(args.device)
-    cfg = SearchConfig(n_seeds=seeds, steps=args.steps, kernel=kernel, workers=workers)
+    cfg = SearchConfig(
+        n_seeds=seeds, steps=args.steps, kernel=kernel, workers=workers, native=native
+    )
     # warm-up: the project's kernels keep their buffers between calls, so warm them on the
     # same chunks as the timed call; the loop allocates per pair anyway
     latent_search(gen, x if kernel != "loop" else x[:1], z0, cfg)
@@ -149,6 +153,12 @@ def _worker(args, kernel, seeds, n_images, q, workers=None):
     )
 
 
+def _has_native() -> bool:
+    from adgan import _native
+
+    return _native.load(torch.float32) is not None
+
+
 def _stream_worker(device, q):
     q.put(adam_stream_gbs(device))
 
@@ -165,10 +175,10 @@ def stream_gbs(device: str) -> float:
     return out
 
 
-def run(args, kernel, seeds, n_images, workers=None):
+def run(args, kernel, seeds, n_images, workers=None, native=True):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_worker, args=(args, kernel, seeds, n_images, q, workers))
+    p = ctx.Process(target=_worker, args=(args, kernel, seeds, n_images, q, workers, native))
     p.start()
     out = q.get()
     p.join()
@@ -214,12 +224,21 @@ def main() -> None:
         and args.device == "cpu"
         and (args.workers or torch.get_num_threads()) > 1
     )
+    # the compiled backward pass and update (adgan._native) against torch's operations alone,
+    # where it could be built
+    with_native = args.kernel in ("fused", "auto") and args.device == "cpu" and _has_native()
+    if args.device == "cpu":
+        print(f"compiled CPU kernel (adgan._native): {'yes' if _has_native() else 'no'}")
     for seeds in (8, 64):
         loop = run(args, "loop", seeds, args.loop_images)
         fast = run(args, args.kernel, seeds, args.images, args.workers)
         rows = [("loop", loop), (args.kernel, fast)]
         if one_worker:
             rows.insert(1, ("1 worker", run(args, args.kernel, seeds, args.images, 1)))
+        if with_native:
+            # the same kernel on torch's operations alone (no compiled backward pass)
+            torch_ops = run(args, args.kernel, seeds, args.images, args.workers, native=False)
+            rows.insert(1, ("torch ops", torch_ops))
         n = min(args.loop_images, args.images)
         ok = all(np.allclose(r[0][:n], loop[0][:n], rtol=1e-3) for _, r in rows)
         # the least memory traffic of any exact fp32 search: every step reads and writes each

@@ -29,6 +29,15 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _native_cache(tmp_path_factory):
+    """The search's compiled kernel is built into a directory of this session, not the
+    user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADGAN_CACHE_DIR", str(tmp_path_factory.mktemp("adgan-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Random 28x28 images and labels 0..9 for a 20-image train and 10-image test split."""

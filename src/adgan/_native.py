@@ -1,0 +1,191 @@
+"""The search's compiled CPU kernel (``_native.c``): built on first use with the machine's C
+compiler, kept in a cache directory, loaded with ctypes.
+
+Each (image, seed) pair owns a copy of the generator's weights and two Adam moments, and on
+CPU the search is held back by how often they cross the memory bus: torch's operations read a
+layer's weights once for the input gradient, write the weight gradient, and read both again
+with the moments for Adam. The compiled kernel does the two backward products and the update
+in one pass over each block of rows (docs/performance.md has the measurements).
+
+Nothing here is needed: without a C compiler, or with ``ADGAN_NATIVE=0``, ``load`` returns
+None and the search runs on torch's operations alone. The library is compiled from the
+package's own source only, with ``-march=native``, into a file named by a hash of the source,
+the compiler, its flags and this CPU, written atomically; a cached file is only loaded, never
+rebuilt in place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("_native.c")
+_FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC"]
+_TYPES = {torch.float32: "float", torch.float64: "double"}
+_lock = threading.Lock()
+_libs: dict[torch.dtype, ctypes.CDLL | None] = {}
+
+
+def enabled() -> bool:
+    """False when ``ADGAN_NATIVE`` is 0 / false / no / off."""
+    return os.environ.get("ADGAN_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    """``ADGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/adgan``, else ``~/.cache/adgan``."""
+    root = os.environ.get("ADGAN_CACHE_DIR")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "adgan"
+
+
+def _cpu_identity() -> str:
+    """What -march=native depends on: the CPU's model and instruction-set flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine() + platform.processor()
+    keep = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return "\n".join(sorted(set(keep)))
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC") or "cc"
+    return shutil.which(cc)
+
+
+def _build(real: str) -> Path | None:
+    cc = _compiler()
+    if cc is None:
+        log.info("adgan: no C compiler found; the search runs on torch's operations only")
+        return None
+    src = SOURCE.read_bytes()
+    try:
+        version = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for arch in (["-march=native"], []):  # some compilers do not know -march=native
+        flags = [*_FLAGS, *arch, f"-DREAL={real}"]
+        parts = [" ".join(flags), version, _cpu_identity(), sys.platform]
+        key = hashlib.sha256(b"\0".join([src, *(p.encode() for p in parts)])).hexdigest()[:16]
+        out_dir = cache_dir() / "native"
+        target = out_dir / f"adgan_native_{real}_{key}.so"
+        if target.exists():
+            return target
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+            os.close(fd)
+        except OSError as e:
+            log.info("adgan: cannot write the compiled kernel to %s (%s)", out_dir, e)
+            return None
+        try:
+            res = subprocess.run(
+                [cc, *flags, "-o", tmp, str(SOURCE), "-lm"],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            if res.returncode == 0:
+                os.replace(tmp, target)  # atomic: another process may build the same file
+                return target
+            log.debug("adgan: %s %s failed: %s", cc, " ".join(flags), res.stderr.strip())
+        except (OSError, subprocess.SubprocessError) as e:
+            log.debug("adgan: compiling %s failed: %s", SOURCE.name, e)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    log.info("adgan: the compiled kernel could not be built; the search runs on torch's "
+             "operations only")  # fmt: skip
+    return None
+
+
+def load(dtype: torch.dtype) -> ctypes.CDLL | None:
+    """The compiled kernel for ``dtype`` (float32 or float64), or None where it cannot be
+    had: another dtype, ``ADGAN_NATIVE=0``, no compiler, or a failed build."""
+    if dtype not in _TYPES or not enabled():
+        return None
+    with _lock:
+        if dtype not in _libs:
+            lib = None
+            path = _build(_TYPES[dtype])
+            if path is not None:
+                try:
+                    lib = ctypes.CDLL(str(path))  # ctypes releases the GIL during calls
+                    fn = lib.adgan_conv_backward_adam
+                    fn.restype = None
+                    fn.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 8 + [ctypes.c_double] * 5
+                    lib.adgan_native_vector.restype = ctypes.c_int
+                except (OSError, AttributeError) as e:
+                    log.info("adgan: cannot load %s (%s)", path, e)
+                    lib = None
+            _libs[dtype] = lib
+        return _libs[dtype]
+
+
+def vector_width(lib: ctypes.CDLL) -> int:
+    """Values per vector in the kernel: a layer's N must be a multiple of it."""
+    return int(lib.adgan_native_vector())
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def conv_backward_adam(
+    lib: ctypes.CDLL,
+    W: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    dT: torch.Tensor,
+    hin: torch.Tensor,
+    d_in: torch.Tensor | None,
+    work: torch.Tensor,
+    shared: torch.Tensor | None,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    step: int,
+) -> None:
+    """For each pair p: ``d_in[p] = W[p] @ dT[p].T`` (before the update; skipped when None),
+    ``g = hin[p] @ dT[p]``, then one Adam step on ``W[p], m[p], v[p]`` with g. Shapes: W, m, v
+    (P, cin, N); dT (P, HW, N); hin and d_in (P, cin, HW); work at least 4 * N values. With
+    ``shared`` (cin, N), Adam's first step: W[p] starts from it and the moments from zero.
+    All contiguous CPU tensors of the library's dtype."""
+    P, cin, N = W.shape
+    HW = dT.shape[1]
+    # the C code trusts its arguments: check them here, where a mistake is an exception
+    shapes = {"W": (W, (P, cin, N)), "m": (m, (P, cin, N)), "v": (v, (P, cin, N)),
+              "dT": (dT, (P, HW, N)), "hin": (hin, (P, cin, HW)), "d_in": (d_in, (P, cin, HW)),
+              "shared": (shared, (cin, N))}  # fmt: skip
+    for name, (t, shape) in shapes.items():
+        if t is not None and (
+            tuple(t.shape) != shape
+            or t.dtype != W.dtype
+            or t.device.type != "cpu"
+            or not t.is_contiguous()
+        ):
+            raise ValueError(
+                f"{name}: expected a contiguous CPU tensor of shape {shape} and dtype "
+                f"{W.dtype}, got {tuple(t.shape)} {t.dtype} on {t.device}"
+            )
+    if N % vector_width(lib) or work.numel() < 4 * N or work.dtype != W.dtype:
+        raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}, work 4*N values")
+    lib.adgan_conv_backward_adam(
+        P, cin, N, HW, _ptr(W), _ptr(shared), _ptr(m), _ptr(v), _ptr(dT), _ptr(hin),
+        _ptr(d_in), _ptr(work), lr, betas[0], betas[1], eps, float(step),
+    )  # fmt: skip

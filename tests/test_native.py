@@ -1,0 +1,187 @@
+"""The search's compiled CPU kernel (adgan._native): against per-pair torch products and
+torch.optim.Adam, inside the search against torch's operations and the plain loop, and its
+build, cache and fallbacks."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import adgan.search as search
+from adgan import _native
+from adgan.nets.dcgan import DCGANConfig, Generator
+from adgan.search import SearchConfig, latent_search
+
+needs_cc = pytest.mark.skipif(_native._compiler() is None, reason="no C compiler")
+
+
+def _adam(W, m, v, g, lr, betas, eps, step):
+    """One torch.optim.Adam step from moments at step - 1 (none on the first step)."""
+    p = torch.nn.Parameter(W.clone())
+    opt = torch.optim.Adam([p], lr=lr, betas=betas, eps=eps)
+    if step > 1:
+        opt.state[p] = {"step": torch.tensor(float(step - 1)), "exp_avg": m.clone(),
+                        "exp_avg_sq": v.clone()}  # fmt: skip
+    p.grad = g.clone()
+    opt.step()
+    return p.detach(), opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cin,N,HW", [(6, 64, 1), (5, 32, 7), (9, 48, 16), (4, 16, 3), (8, 16, 9)])
+@pytest.mark.parametrize("first,with_din", [(False, True), (True, False), (False, False)])
+def test_kernel_equals_per_pair_products_and_torch_adam(dtype, cin, N, HW, first, with_din):
+    lib = _native.load(dtype)
+    assert lib is not None
+    gen = torch.Generator().manual_seed(cin * N + HW)
+    P, lr, betas, eps, step = 3, 1e-2, (0.5, 0.999), 1e-8, 1 if first else 3
+    W = torch.randn(P, cin, N, dtype=dtype, generator=gen)
+    m = torch.randn(P, cin, N, dtype=dtype, generator=gen) * 0.1
+    v = torch.rand(P, cin, N, dtype=dtype, generator=gen) * 0.1
+    shared = torch.randn(cin, N, dtype=dtype, generator=gen) if first else None
+    dT = torch.randn(P, HW, N, dtype=dtype, generator=gen)
+    hin = torch.randn(P, cin, HW, dtype=dtype, generator=gen)
+    d_in = torch.full((P, cin, HW), float("nan"), dtype=dtype) if with_din else None
+    before = W.clone(), m.clone(), v.clone()
+    work = torch.empty(4 * N, dtype=dtype)
+    _native.conv_backward_adam(lib, W, m, v, dT, hin, d_in, work, shared, lr, betas, eps, step)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=1e-5)
+    for p in range(P):  # a plain loop over pairs
+        src = shared if first else before[0][p]
+        if with_din:
+            torch.testing.assert_close(d_in[p], src @ dT[p].T, **tol)
+        g = hin[p] @ dT[p]
+        ref = _adam(src, before[1][p], before[2][p], g, lr, betas, eps, step)
+        for got, want in zip((W[p], m[p], v[p]), ref, strict=True):
+            torch.testing.assert_close(got, want, **tol)
+
+
+def _generator(size=32, width=4, latent=6):
+    torch.manual_seed(0)
+    g = Generator(DCGANConfig(image_size=size, channels=3, latent_dim=latent, width=width))
+    g = g.double().train()
+    with torch.no_grad():
+        g(torch.randn(32, latent, dtype=torch.float64))
+    return g.eval()
+
+
+@needs_cc
+@pytest.mark.parametrize("bn_stats,workers,threads", [("running", 2, 2), ("running", 1, 2),
+                                                      ("seeds", 1, 1)])  # fmt: skip
+def test_search_with_the_kernel_equals_torch_ops_and_the_plain_loop(
+    monkeypatch, bn_stats, workers, threads
+):
+    # a 32x32 generator: the first layer and the 4x4, 8x8 and 16x16 maps' layers run in the
+    # kernel, the 16x16 -> 32x32 layer (256 positions) on torch's products
+    g = _generator()
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(4, 6, dtype=torch.float64)
+    cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=8)
+    calls, real = [], _native.conv_backward_adam
+
+    def spy(lib, W, m, v, dT, hin, d_in, work, shared, *args, **kw):
+        name = threading.current_thread().name
+        calls.append((dT.shape[1], shared is not None, d_in is not None, name))
+        return real(lib, W, m, v, dT, hin, d_in, work, shared, *args, **kw)
+
+    monkeypatch.setattr(search._native, "conv_backward_adam", spy)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fast = latent_search(g, x, z0, SearchConfig(**cfg, workers=workers), record=True)
+        n_fast = len(calls)
+        plain = latent_search(
+            g, x, z0, SearchConfig(**cfg, workers=workers, native=False), record=True
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+    assert n_fast > 0 and len(calls) == n_fast  # native=False: torch's operations alone
+    assert {c[0] for c in calls} == {1, 16, 64, 256} - {256}
+    assert {(c[1], c[2]) for c in calls} == {(True, False), (False, True)}  # first step, later
+    names = {c[3].split("_")[0] for c in calls}
+    if workers == 1 and threads == 2:  # one worker with two threads splits the pairs
+        assert names == {"adgan-native"}
+    elif workers == 2:
+        assert names == {"adgan-search-0", "adgan-search-1"}
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"), record=True)
+    for ref in (plain, slow):
+        np.testing.assert_allclose(fast.seed_losses, ref.seed_losses, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(fast.z_path, ref.z_path, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(fast.loss_path, ref.loss_path, rtol=1e-7, atol=1e-10)
+
+
+@needs_cc
+def test_float32_search_with_the_kernel_matches_torch_ops():
+    g = _generator(size=16, width=8, latent=16).float()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    z0 = torch.randn(8, 16)
+    fast = latent_search(g, x, z0, SearchConfig(n_seeds=8, steps=5))
+    plain = latent_search(g, x, z0, SearchConfig(n_seeds=8, steps=5, native=False))
+    np.testing.assert_allclose(fast.seed_losses, plain.seed_losses, rtol=1e-4)
+
+
+@needs_cc
+def test_the_build_is_cached_and_written_whole(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_native, "_libs", {})
+    assert _native.load(torch.float32) is not None
+    built = sorted((tmp_path / "native").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"  # no temporary file left
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(_native, "_libs", {})
+    assert _native.load(torch.float32) is not None
+    assert sorted((tmp_path / "native").iterdir()) == built
+    assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    assert _native.load(torch.float64) is not None
+    assert len(list((tmp_path / "native").iterdir())) == 2
+
+
+@pytest.mark.parametrize("how", ["disabled", "no compiler", "compiler fails", "dtype"])
+def test_without_the_kernel_the_search_runs_on_torch_ops(monkeypatch, tmp_path, how):
+    monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_native, "_libs", {})
+    dtype = torch.float64
+    if how == "disabled":
+        monkeypatch.setenv("ADGAN_NATIVE", "0")
+    elif how == "no compiler":
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    elif how == "compiler fails":
+        fake = tmp_path / "fake-cc"
+        fake.write_text("#!/bin/sh\necho 'fake-cc 1.0'\nexit 1\n")
+        fake.chmod(0o755)
+        monkeypatch.setenv("CC", str(fake))
+        if os.name != "posix":
+            pytest.skip("a shell script as the compiler")
+    else:
+        dtype = torch.bfloat16
+    assert _native.load(dtype) is None
+    if how == "compiler fails":
+        assert not list((tmp_path / "native").iterdir())  # no partial file left
+    g = _generator(size=16)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(3, 6, dtype=torch.float64)
+    cfg = dict(n_seeds=3, steps=2)
+    fast = latent_search(g, x, z0, SearchConfig(**cfg))
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"))
+    np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
+
+
+@needs_cc
+def test_the_kernel_refuses_mismatched_tensors():
+    lib = _native.load(torch.float32)
+    W = torch.zeros(2, 4, 16)
+    args = dict(m=torch.zeros(2, 4, 16), v=torch.zeros(2, 4, 16), dT=torch.zeros(2, 3, 16),
+                hin=torch.zeros(2, 4, 3), d_in=None, work=torch.zeros(64), shared=None,
+                lr=1e-3, betas=(0.5, 0.999), eps=1e-8, step=1)  # fmt: skip
+    _native.conv_backward_adam(lib, W, **args)
+    with pytest.raises(ValueError, match="hin"):
+        _native.conv_backward_adam(lib, W, **{**args, "hin": torch.zeros(2, 4, 5)})
+    with pytest.raises(ValueError, match="dT"):
+        _native.conv_backward_adam(lib, W, **{**args, "dT": torch.zeros(2, 16, 3).transpose(1, 2)})
+    with pytest.raises(ValueError, match="m: .*float32"):
+        _native.conv_backward_adam(lib, W, **{**args, "m": torch.zeros(2, 4, 16).double()})
+    with pytest.raises(ValueError, match="multiple"):
+        _native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(8)})
