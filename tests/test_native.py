@@ -59,6 +59,49 @@ def test_kernel_equals_per_pair_products_and_torch_adam(dtype, cin, N, HW, first
             torch.testing.assert_close(got, want, **tol)
 
 
+@needs_cc
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cin,N,HW", [(5, 48, 1), (33, 48, 7), (40, 16, 25), (6, 64, 64),
+                                      (3, 112, 3), (7, 32, 16), (2, 16, 49)])  # fmt: skip
+def test_forward_product_equals_per_pair_products(dtype, cin, N, HW):
+    # position blocks of 16, 8, 4, 2 and 1, vector blocks with tails, row blocks of 32 + tail
+    lib = _native.load(dtype)
+    gen = torch.Generator().manual_seed(cin + N + HW)
+    P = 3
+    h = torch.randn(P, cin, HW, dtype=dtype, generator=gen)
+    W = torch.randn(P, cin, N, dtype=dtype, generator=gen)
+    out = torch.full((P, HW, N), float("nan"), dtype=dtype)
+    _native.forward(lib, h, W, out)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for p in range(P):
+        torch.testing.assert_close(out[p], h[p].T @ W[p], **tol)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("C,side,k", [(1, 7, 4), (3, 4, 4), (2, 1, 4), (5, 3, 2)])
+def test_fold_and_patches_equal_torch_fold_and_unfold(dtype, C, side, k):
+    lib = _native.load(dtype)
+    P, S = 2, 2 * side
+    gen = torch.Generator().manual_seed(C * side * k)
+    cols = torch.randn(P, side * side, C * k * k, dtype=dtype, generator=gen)
+    out = torch.full((P, C, S, S), float("nan"), dtype=dtype)
+    if k != 4:  # DCGAN's kernel only
+        with pytest.raises(ValueError, match="k = 4"):
+            _native.fold(lib, cols, out, k)
+        return
+    _native.fold(lib, cols, out, k)
+    want = torch.nn.functional.fold(cols.transpose(1, 2), (S, S), k, padding=1, stride=2)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-5)
+    # the patches of a map S x S for a stride-2 transposed convolution's backward pass
+    d = torch.randn(P, C, S, S, dtype=dtype, generator=gen)
+    dp = torch.nn.functional.pad(d, (1, 1, 1, 1))
+    got = torch.full((P, side * side, C * k * k), float("nan"), dtype=dtype)
+    _native.patches(lib, dp, k, got)
+    want = torch.nn.functional.unfold(d, k, padding=1, stride=2).transpose(1, 2)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 def _generator(size=32, width=4, latent=6):
     torch.manual_seed(0)
     g = Generator(DCGANConfig(image_size=size, channels=3, latent_dim=latent, width=width))
@@ -185,3 +228,13 @@ def test_the_kernel_refuses_mismatched_tensors():
         _native.conv_backward_adam(lib, W, **{**args, "m": torch.zeros(2, 4, 16).double()})
     with pytest.raises(ValueError, match="multiple"):
         _native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(8)})
+    with pytest.raises(ValueError, match="out"):
+        _native.forward(lib, torch.zeros(2, 4, 3), W, torch.zeros(2, 16, 3))
+    with pytest.raises(ValueError, match="multiple"):
+        _native.forward(lib, torch.zeros(2, 4, 3), torch.zeros(2, 4, 8), torch.zeros(2, 3, 8))
+    with pytest.raises(ValueError, match="cols"):
+        _native.fold(lib, torch.zeros(2, 5, 16), torch.zeros(2, 1, 4, 4), 4)
+    with pytest.raises(ValueError, match="out"):
+        _native.fold(lib, torch.zeros(2, 4, 16), torch.zeros(2, 1, 2, 2), 4)
+    with pytest.raises(ValueError, match="out"):
+        _native.patches(lib, torch.zeros(2, 1, 6, 6), 4, torch.zeros(2, 4, 4))

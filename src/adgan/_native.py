@@ -1,17 +1,21 @@
-"""The search's compiled CPU kernel (``_native.c``): built on first use with the machine's C
+"""The search's compiled CPU kernels (``_native.c``): built on first use with the machine's C
 compiler, kept in a cache directory, loaded with ctypes.
 
 Each (image, seed) pair owns a copy of the generator's weights and two Adam moments, and on
 CPU the search is held back by how often they cross the memory bus: torch's operations read a
 layer's weights once for the input gradient, write the weight gradient, and read both again
-with the moments for Adam. The compiled kernel does the two backward products and the update
-in one pass over each block of rows (docs/performance.md has the measurements).
+with the moments for Adam. ``conv_backward_adam`` does the two backward products and the
+update in one pass over each block of rows. ``forward`` (each pair's product h^T W, with
+prefetching for its strided rows), ``fold`` and ``patches`` (the transposed convolution's
+col2im and the backward pass's im2col in the layout the other two use) replace the batched
+products and copies around them (docs/performance.md has the measurements).
 
 Nothing here is needed: without a C compiler, or with ``ADGAN_NATIVE=0``, ``load`` returns
 None and the search runs on torch's operations alone. The library is compiled from the
 package's own source only, with ``-march=native``, into a file named by a hash of the source,
 the compiler, its flags and this CPU, written atomically; a cached file is only loaded, never
-rebuilt in place.
+rebuilt in place. Every wrapper checks its tensors' shapes, dtype and layout before the call:
+the C code trusts its arguments.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -130,6 +135,12 @@ def load(dtype: torch.dtype) -> ctypes.CDLL | None:
                     fn.restype = None
                     fn.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 8 + [ctypes.c_double] * 5
                     lib.adgan_native_vector.restype = ctypes.c_int
+                    lib.adgan_forward.restype = None
+                    lib.adgan_forward.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 3
+                    lib.adgan_fold.restype = None
+                    lib.adgan_fold.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 2
+                    lib.adgan_patches.restype = None
+                    lib.adgan_patches.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 2
                 except (OSError, AttributeError) as e:
                     log.info("adgan: cannot load %s (%s)", path, e)
                     lib = None
@@ -144,6 +155,21 @@ def vector_width(lib: ctypes.CDLL) -> int:
 
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
+
+
+def _check(dtype: torch.dtype, **tensors: tuple[torch.Tensor | None, tuple[int, ...]]) -> None:
+    """The C code trusts its arguments: check them here, where a mistake is an exception."""
+    for name, (t, shape) in tensors.items():
+        if t is not None and (
+            tuple(t.shape) != shape
+            or t.dtype != dtype
+            or t.device.type != "cpu"
+            or not t.is_contiguous()
+        ):
+            raise ValueError(
+                f"{name}: expected a contiguous CPU tensor of shape {shape} and dtype "
+                f"{dtype}, got {tuple(t.shape)} {t.dtype} on {t.device}"
+            )
 
 
 def conv_backward_adam(
@@ -168,24 +194,52 @@ def conv_backward_adam(
     All contiguous CPU tensors of the library's dtype."""
     P, cin, N = W.shape
     HW = dT.shape[1]
-    # the C code trusts its arguments: check them here, where a mistake is an exception
-    shapes = {"W": (W, (P, cin, N)), "m": (m, (P, cin, N)), "v": (v, (P, cin, N)),
-              "dT": (dT, (P, HW, N)), "hin": (hin, (P, cin, HW)), "d_in": (d_in, (P, cin, HW)),
-              "shared": (shared, (cin, N))}  # fmt: skip
-    for name, (t, shape) in shapes.items():
-        if t is not None and (
-            tuple(t.shape) != shape
-            or t.dtype != W.dtype
-            or t.device.type != "cpu"
-            or not t.is_contiguous()
-        ):
-            raise ValueError(
-                f"{name}: expected a contiguous CPU tensor of shape {shape} and dtype "
-                f"{W.dtype}, got {tuple(t.shape)} {t.dtype} on {t.device}"
-            )
+    _check(W.dtype, W=(W, (P, cin, N)), m=(m, (P, cin, N)), v=(v, (P, cin, N)),
+           dT=(dT, (P, HW, N)), hin=(hin, (P, cin, HW)), d_in=(d_in, (P, cin, HW)),
+           shared=(shared, (cin, N)))  # fmt: skip
     if N % vector_width(lib) or work.numel() < 4 * N or work.dtype != W.dtype:
         raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}, work 4*N values")
     lib.adgan_conv_backward_adam(
         P, cin, N, HW, _ptr(W), _ptr(shared), _ptr(m), _ptr(v), _ptr(dT), _ptr(hin),
         _ptr(d_in), _ptr(work), lr, betas[0], betas[1], eps, float(step),
     )  # fmt: skip
+
+
+def forward(lib: ctypes.CDLL, h: torch.Tensor, W: torch.Tensor, out: torch.Tensor) -> None:
+    """``out[p] = h[p].T @ W[p]`` for each pair p: h (P, cin, HW), W (P, cin, N), out
+    (P, HW, N), contiguous CPU tensors of the library's dtype, N a multiple of its vector."""
+    P, cin, HW = h.shape
+    N = W.shape[2]
+    _check(h.dtype, h=(h, (P, cin, HW)), W=(W, (P, cin, N)), out=(out, (P, HW, N)))
+    if N % vector_width(lib):
+        raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}")
+    lib.adgan_forward(P, cin, N, HW, _ptr(h), _ptr(W), _ptr(out))
+
+
+def fold(lib: ctypes.CDLL, cols: torch.Tensor, out: torch.Tensor, k: int) -> None:
+    """``F.fold`` of a transposed convolution with kernel 4, stride 2 and padding 1 (DCGAN's)
+    from ``forward``'s layout: cols (P, side*side, C*k*k) into out (P, C, 2*side, 2*side),
+    overwritten."""
+    if k != 4:  # the output is 2*side only for k = 4 (stride 2, padding 1)
+        raise ValueError(f"k: the compiled fold has k = 4, got {k}")
+    P, HW, N = cols.shape
+    side = math.isqrt(HW)
+    C = N // (k * k)
+    if side * side != HW or C * k * k != N:
+        raise ValueError(f"cols: expected (P, side*side, C*{k}*{k}), got {tuple(cols.shape)}")
+    _check(cols.dtype, cols=(cols, (P, HW, N)), out=(out, (P, C, 2 * side, 2 * side)))
+    lib.adgan_fold(P, C, k, side, _ptr(cols), _ptr(out))
+
+
+def patches(lib: ctypes.CDLL, dp: torch.Tensor, k: int, out: torch.Tensor) -> None:
+    """The patches a stride-2 transposed convolution's backward pass reads, in its layout:
+    ``out[p, y * side + x, (c, i, j)] = dp[p, c, 2y + i, 2x + j]``; dp (P, C, 2*side + 2,
+    2*side + 2) is the output gradient inside a zero border of one, out (P, side*side,
+    C*k*k)."""
+    if k != 4:
+        raise ValueError(f"k: the compiled patches have k = 4, got {k}")
+    P, C, S = dp.shape[:3]
+    side = (S - 2) // 2
+    _check(dp.dtype, dp=(dp, (P, C, 2 * side + 2, 2 * side + 2)),
+           out=(out, (P, side * side, C * k * k)))  # fmt: skip
+    lib.adgan_patches(P, C, k, side, _ptr(dp), _ptr(out))
