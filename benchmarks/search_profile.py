@@ -1,10 +1,14 @@
-"""Where the fused search's time goes: torch.profiler by operator and by product shape.
+"""Where the fused search's time goes: the compiled kernels, then torch's operators and
+products (torch.profiler) by shape.
 
 Profiles ``latent_search`` (the default fused kernel, 64 seeds, 5 steps) on the 32x32 RGB
-DCGAN generator of ``search_speed.py`` (width 64, latent 256) for a few images, prints the
-operators by self time and each batched product's shape with its GFLOP/s, then times the
-shape that costs most beside one large product of the same weights: a per-pair product with
-16 rows cannot reach the large one's rate in a packing matrix library.
+DCGAN generator of ``search_speed.py`` (width 64, latent 256) for a few images. Prints the
+share of the compiled kernels (adgan._native, where they could be built) in one timed call,
+with their GFLOP/s and the rate at which the backward kernel moves each pair's weights and
+moments; then torch's operators by self time and each batched product's shape with its
+GFLOP/s (in a second, profiled call); then times the 4x4 -> 8x8 layer's per-pair product
+(16 rows) beside one large product of the same weights, which a packing matrix library
+cannot match with 16 rows, and the same products compiled.
 
 On CPU the kernel runs one chunk per thread, each on one core, and torch.profiler records
 only the thread that starts it; so this profiles one such worker: one thread
@@ -22,8 +26,48 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from adgan import _native
 from adgan.nets.dcgan import DCGANConfig, Generator
 from adgan.search import SearchConfig, latent_search
+
+
+class NativeTimer:
+    """Wall time, calls, FLOPs and bytes of the compiled kernels (adgan._native), which
+    torch.profiler does not see: wraps the module's functions while active."""
+
+    NAMES = ("conv_backward_adam", "forward", "fold", "patches")
+
+    def __init__(self):
+        self.stats = {n: [0.0, 0, 0.0, 0.0] for n in self.NAMES}  # seconds, calls, flop, bytes
+
+    def __enter__(self):
+        self.real = {n: getattr(_native, n) for n in self.NAMES}
+        for n in self.NAMES:
+            setattr(_native, n, self._wrap(n, self.real[n]))
+        return self
+
+    def __exit__(self, *exc):
+        for n, f in self.real.items():
+            setattr(_native, n, f)
+
+    def _wrap(self, name, f):
+        def timed(lib, *args, **kw):
+            t = time.perf_counter()
+            f(lib, *args, **kw)
+            st = self.stats[name]
+            st[0] += time.perf_counter() - t
+            st[1] += 1
+            if name == "conv_backward_adam":  # two products; W, m, v read and written
+                W, dT = args[0], args[3]
+                P, cin, N = W.shape
+                st[2] += 4.0 * P * cin * N * dT.shape[1]
+                st[3] += 24.0 * P * cin * N
+            elif name == "forward":
+                h, W = args[0], args[1]
+                st[2] += 2.0 * h.shape[0] * h.shape[1] * h.shape[2] * W.shape[2]
+                st[3] += 4.0 * W.numel()
+
+        return timed
 
 
 def best_seconds(f, reps: int = 20) -> float:
@@ -57,11 +101,22 @@ def main() -> None:
     latent_search(gen, x, z0, cfg)
     print(f"{torch.__version__}, {torch.get_num_threads()} threads: "
           f"{(time.perf_counter() - t) / args.images:.3f} s per image unprofiled")  # fmt: skip
+    with NativeTimer() as nat:
+        t = time.perf_counter()
+        latent_search(gen, x, z0, cfg)
+        wall = time.perf_counter() - t
+    print(f"\ncompiled kernels (adgan._native; not seen by torch.profiler), {wall:.2f} s timed:")
+    for name, (secs, calls, flop, byt) in nat.stats.items():
+        if calls:
+            extra = f"  {flop / secs / 1e9:6.1f} GFLOP/s" if flop else ""
+            what = "weights and moments" if name == "conv_backward_adam" else "weights read"
+            extra += f"  {byt / secs / 1e9:5.1f} GB/s of {what}" if byt else ""
+            print(f"  {name:20s} {100 * secs / wall:5.1f}%  {calls:6d} calls{extra}")
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         latent_search(gen, x, z0, cfg)
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in ops)
-    print(f"\noperators by self time (total {total / 1e6:.2f} s):")
+    print(f"\ntorch's operators by self time (total {total / 1e6:.2f} s):")
     for e in ops[: args.rows]:
         print(f"  {e.key:24s} {100 * e.self_cpu_time_total / total:5.1f}%  {e.count:6d} calls")
     print("\nbatched products by shape (A @ B -> out):")
@@ -84,6 +139,11 @@ def main() -> None:
     print(f"\n{P} products ({rows}x{cin}) @ ({cin}x{cols}): {small / 1e9:.1f} GFLOP/s; "
           f"one (400x{cin}) @ ({cin}x{cols}): {large / 1e9:.1f} GFLOP/s; "
           f"ratio {large / small:.2f}")  # fmt: skip
+    lib = _native.load(torch.float32)
+    if lib is not None:  # the same per-pair products, compiled
+        hT, outT = h.transpose(1, 2).contiguous(), torch.empty(P, rows, cols)
+        comp = 2 * P * rows * cin * cols / best_seconds(lambda: _native.forward(lib, hT, W, outT))
+        print(f"the same {P} products compiled (adgan._native.forward): {comp / 1e9:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,150 @@
+"""The compiled CPU kernels (adgan._native) layer by layer against torch's operations.
+
+For each layer of a DCGAN generator, on one thread and for a chunk of pairs with their own
+weights (12 by default, as a worker holds at the paper's settings on 2 cores), the best of
+several calls of:
+
+* backward: the input gradient, the weight gradient and the Adam step. torch: as the
+  search runs it without the compiled kernel (per-pair products with bmm, the gradient into
+  a small buffer a few pairs at a time, torch's fused Adam); compiled: one
+  ``conv_backward_adam`` pass. Its "GB/s" counts the 24 bytes per parameter and pair of
+  reading and writing the weights and both moments.
+* forward: the product of each pair's weights and ``fold``. torch: bmm in the faster
+  orientation for the map size and col2im; compiled: ``forward`` and ``fold``.
+
+Their outputs are compared (float32, rtol 1e-3) before timing.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/native_layers.py            # 32x32 RGB, width 64
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/native_layers.py --size 28 --channels 1 --width 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from adgan import _native
+from adgan.nets.dcgan import DCGANConfig, Generator
+from adgan.search import _CACHE_BYTES, _DIRECT_MIN_HW, _NATIVE_MAX_HW, _adam_
+
+
+def best(f, reps: int) -> float:
+    f()
+    out = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        out = min(out, time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--latent", type=int, default=256)
+    ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    lib = _native.load(torch.float32)
+    if lib is None:
+        raise SystemExit("the compiled kernel could not be built here (no C compiler?)")
+    gen = Generator(
+        DCGANConfig(
+            image_size=args.size, channels=args.channels, latent_dim=args.latent, width=args.width
+        )
+    )
+    P, step = args.pairs, torch.tensor(3.0)
+    g = torch.Generator().manual_seed(0)
+    print(f"torch {torch.__version__}, 1 thread; generator {args.size}px x{args.channels}, "
+          f"width {args.width}, latent {args.latent}; {P} pairs per call; "
+          f"best of {args.reps}")  # fmt: skip
+    print(f"{'layer':>22} {'part':>9} {'torch ms':>9} {'compiled ms':>11} {'speed-up':>8} "
+          f"{'GFLOP/s':>8} {'GB/s':>6}  where the search runs it")  # fmt: skip
+    side = 1
+    for i, conv in enumerate(gen.convs):
+        cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+        N, HW = cout * k * k, side * side
+        name = f"{cin}x{side}x{side} -> {cout}x{2 * side if i else k}x{2 * side if i else k}"
+        W = torch.randn(P, cin, N, generator=g) * 0.02
+        m = torch.randn(P, cin, N, generator=g).abs() * 1e-3
+        v = torch.randn(P, cin, N, generator=g).abs() * 1e-5
+        h = torch.randn(P, cin, HW, generator=g).relu()
+        dT = torch.randn(P, HW, N, generator=g)
+        dcols = dT.transpose(1, 2).contiguous()
+        # backward and Adam, torch: the search's slices of pairs sized for the cache
+        sub = max(1, min(P, _CACHE_BYTES // 2 // (2 * cin * N * 4)))
+        gbuf = torch.empty(sub, cin, N)
+        d_t = torch.empty(P, cin, HW)
+        Wt, mt, vt = W.clone(), m.clone(), v.clone()
+
+        def torch_bwd(Wt=Wt, mt=mt, vt=vt, h=h, dcols=dcols, d_t=d_t, gbuf=gbuf, sub=sub):
+            for a in range(0, P, sub):
+                b = min(P, a + sub)
+                torch.bmm(Wt[a:b], dcols[a:b], out=d_t[a:b])
+                torch.bmm(h[a:b], dcols[a:b].transpose(1, 2), out=gbuf[: b - a])
+                _adam_([Wt[a:b]], [gbuf[: b - a]], [mt[a:b]], [vt[a:b]], step, 1e-4,
+                       _Cfg)  # fmt: skip
+
+        Wc, mc, vc = W.clone(), m.clone(), v.clone()
+        d_c, work = torch.empty(P, cin, HW), torch.empty(4 * N)
+
+        def comp_bwd(Wc=Wc, mc=mc, vc=vc, h=h, dT=dT, d_c=d_c, work=work):
+            _native.conv_backward_adam(lib, Wc, mc, vc, dT, h, d_c, work, None, 1e-4,
+                                       _Cfg.betas, _Cfg.eps, 3)  # fmt: skip
+
+        torch_bwd()
+        comp_bwd()
+        ok = torch.allclose(d_t, d_c, rtol=1e-3, atol=1e-4) and torch.allclose(
+            Wt, Wc, rtol=1e-3, atol=1e-6
+        )
+        if not ok:
+            raise SystemExit(f"layer {i}: the compiled backward pass disagrees with torch")
+        tt, tc = best(torch_bwd, args.reps), best(comp_bwd, args.reps)
+        flop = 4.0 * P * cin * N * HW
+        where = "compiled" if HW <= _NATIVE_MAX_HW else "torch"
+        gbs = 24.0 * P * cin * N / tc / 1e9
+        print(f"{name:>22} {'backward':>9} {tt * 1e3:>9.2f} {tc * 1e3:>11.2f} {tt / tc:>8.2f} "
+              f"{flop / tc / 1e9:>8.1f} {gbs:>6.1f}  {where}")  # fmt: skip
+        if i > 0:  # the first layer's forward is a matrix-vector product, no fold
+            S = 2 * side
+            cols, cols_t = torch.empty(P, N, HW), torch.empty(P, HW, N)
+            a_t, a_c = torch.empty(P, cout, S, S), torch.empty(P, cout, S, S)
+
+            def torch_fwd(W=W, h=h, cols=cols, cols_t=cols_t, a_t=a_t, S=S, k=k, HW=HW):
+                if HW >= _DIRECT_MIN_HW:
+                    torch.bmm(W.transpose(1, 2), h, out=cols)
+                else:
+                    torch.bmm(h.transpose(1, 2), W, out=cols_t)
+                    cols.copy_(cols_t.transpose(1, 2))
+                torch.ops.aten.col2im.out(cols, [S, S], [k, k], [1, 1], [1, 1], [2, 2], out=a_t)
+
+            ct2 = torch.empty(P, HW, N)
+
+            def comp_fwd(W=W, h=h, ct2=ct2, a_c=a_c, k=k):
+                _native.forward(lib, h, W, ct2)
+                _native.fold(lib, ct2, a_c, k)
+
+            torch_fwd()
+            comp_fwd()
+            if not torch.allclose(a_t, a_c, rtol=1e-3, atol=1e-3):
+                raise SystemExit(f"layer {i}: the compiled forward pass disagrees with torch")
+            tt, tc = best(torch_fwd, args.reps), best(comp_fwd, args.reps)
+            flop = 2.0 * P * cin * N * HW
+            print(f"{name:>22} {'forward':>9} {tt * 1e3:>9.2f} {tc * 1e3:>11.2f} "
+                  f"{tt / tc:>8.2f} {flop / tc / 1e9:>8.1f} {'':>6}  compiled")  # fmt: skip
+        side = k if i == 0 else 2 * side
+
+
+class _Cfg:  # Adam's settings in the search (SearchConfig's defaults)
+    betas = (0.5, 0.999)
+    eps = 1e-8
+
+
+if __name__ == "__main__":
+    main()
