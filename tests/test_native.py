@@ -102,9 +102,9 @@ def test_fold_and_patches_equal_torch_fold_and_unfold(dtype, C, side, k):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
-def _generator(size=32, width=4, latent=6):
+def _generator(size=32, width=4, latent=6, channels=3):
     torch.manual_seed(0)
-    g = Generator(DCGANConfig(image_size=size, channels=3, latent_dim=latent, width=width))
+    g = Generator(DCGANConfig(image_size=size, channels=channels, latent_dim=latent, width=width))
     g = g.double().train()
     with torch.no_grad():
         g(torch.randn(32, latent, dtype=torch.float64))
@@ -112,15 +112,19 @@ def _generator(size=32, width=4, latent=6):
 
 
 @needs_cc
-@pytest.mark.parametrize("bn_stats,workers,threads", [("running", 2, 2), ("running", 1, 2),
-                                                      ("seeds", 1, 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    "bn_stats,workers,threads,size",
+    [("running", 2, 2, 32), ("running", 1, 2, 32), ("seeds", 1, 1, 32), ("running", 2, 2, 28)],
+)
 def test_search_with_the_kernel_equals_torch_ops_and_the_plain_loop(
-    monkeypatch, bn_stats, workers, threads
+    monkeypatch, bn_stats, workers, threads, size
 ):
-    # a 32x32 generator: the first layer and the 4x4, 8x8 and 16x16 maps' layers run in the
-    # kernel, the 16x16 -> 32x32 layer (256 positions) on torch's products
-    g = _generator()
-    x = torch.rand(3, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    # a 32x32 generator: the first layer and the 4x4, 8x8 and 16x16 maps' layers' backward
+    # passes run in the kernel, the 16x16 -> 32x32 layer's (256 positions) on torch's
+    # products; a 28x28 one: a 7x7 first layer, then 7x7 (49 positions) and 14x14 (196) maps
+    g = _generator(size=size, channels=3 if size == 32 else 1)
+    channels = 3 if size == 32 else 1
+    x = torch.rand(3, channels, size, size, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
     cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=8)
     calls, real = [], _native.conv_backward_adam
@@ -142,7 +146,7 @@ def test_search_with_the_kernel_equals_torch_ops_and_the_plain_loop(
     finally:
         torch.set_num_threads(threads_before)
     assert n_fast > 0 and len(calls) == n_fast  # native=False: torch's operations alone
-    assert {c[0] for c in calls} == {1, 16, 64, 256} - {256}
+    assert {c[0] for c in calls} == ({1, 16, 64} if size == 32 else {1, 49})
     assert {(c[1], c[2]) for c in calls} == {(True, False), (False, True)}  # first step, later
     names = {c[3].split("_")[0] for c in calls}
     if workers == 1 and threads == 2:  # one worker with two threads splits the pairs
@@ -161,9 +165,14 @@ def test_float32_search_with_the_kernel_matches_torch_ops():
     g = _generator(size=16, width=8, latent=16).float()
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     z0 = torch.randn(8, 16)
-    fast = latent_search(g, x, z0, SearchConfig(n_seeds=8, steps=5))
-    plain = latent_search(g, x, z0, SearchConfig(n_seeds=8, steps=5, native=False))
+    # a learning rate for theta large enough that its updates move the losses
+    cfg = dict(n_seeds=8, steps=5, lr_theta=2e-2)
+    fast = latent_search(g, x, z0, SearchConfig(**cfg))
+    plain = latent_search(g, x, z0, SearchConfig(**cfg, native=False))
+    fixed = latent_search(g, x, z0, SearchConfig(**cfg, adapt_generator=False))
+    assert not np.allclose(fast.seed_losses, fixed.seed_losses, rtol=1e-2)
     np.testing.assert_allclose(fast.seed_losses, plain.seed_losses, rtol=1e-4)
+    np.testing.assert_allclose(fast.z, plain.z, rtol=1e-4, atol=1e-5)
 
 
 @needs_cc
@@ -182,27 +191,34 @@ def test_the_build_is_cached_and_written_whole(monkeypatch, tmp_path):
     assert len(list((tmp_path / "native").iterdir())) == 2
 
 
-@pytest.mark.parametrize("how", ["disabled", "no compiler", "compiler fails", "dtype"])
+def test_other_dtypes_have_no_compiled_kernel():
+    assert _native.load(torch.bfloat16) is None and _native.load(torch.float16) is None
+
+
+@pytest.mark.parametrize("how", ["disabled", "no compiler", "compiler fails"])
 def test_without_the_kernel_the_search_runs_on_torch_ops(monkeypatch, tmp_path, how):
     monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(_native, "_libs", {})
-    dtype = torch.float64
     if how == "disabled":
         monkeypatch.setenv("ADGAN_NATIVE", "0")
     elif how == "no compiler":
         monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    elif how == "compiler fails":
-        fake = tmp_path / "fake-cc"
-        fake.write_text("#!/bin/sh\necho 'fake-cc 1.0'\nexit 1\n")
-        fake.chmod(0o755)
-        monkeypatch.setenv("CC", str(fake))
+    else:
         if os.name != "posix":
             pytest.skip("a shell script as the compiler")
-    else:
-        dtype = torch.bfloat16
-    assert _native.load(dtype) is None
+        fake, calls = tmp_path / "fake-cc", tmp_path / "calls"
+        script = f"#!/bin/sh\necho \"$@\" >> {calls}\necho 'fake-cc 1.0'\nexit 1\n"
+        fake.write_text(script)  # logs its calls, names itself, fails every build
+        fake.chmod(0o755)
+        monkeypatch.setenv("CC", f"{fake} -DANY_FLAG")  # a compiler command with a flag
+    assert _native.load(torch.float64) is None
     if how == "compiler fails":
-        assert not list((tmp_path / "native").iterdir())  # no partial file left
+        files = sorted(p.suffix for p in (tmp_path / "native").iterdir())
+        assert files == [".failed", ".failed"]  # with and without -march=native; no .so left
+        assert len(calls.read_text().splitlines()) == 3  # --version, then two builds
+        monkeypatch.setattr(_native, "_libs", {})
+        assert _native.load(torch.float64) is None  # the failure is remembered
+        assert len(calls.read_text().splitlines()) == 4  # --version only
     g = _generator(size=16)
     x = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(3, 6, dtype=torch.float64)
@@ -226,8 +242,22 @@ def test_the_kernel_refuses_mismatched_tensors():
         _native.conv_backward_adam(lib, W, **{**args, "dT": torch.zeros(2, 16, 3).transpose(1, 2)})
     with pytest.raises(ValueError, match="m: .*float32"):
         _native.conv_backward_adam(lib, W, **{**args, "m": torch.zeros(2, 4, 16).double()})
-    with pytest.raises(ValueError, match="multiple"):
+    with pytest.raises(ValueError, match="work"):
         _native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(8)})
+    with pytest.raises(ValueError, match="work"):  # not contiguous
+        _native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(1).expand(64)})
+    with pytest.raises(ValueError, match="step"):
+        _native.conv_backward_adam(lib, W, **{**args, "step": 0})
+    # tensors of another dtype than the library's own
+    lib64 = _native.load(torch.float64)
+    with pytest.raises(ValueError, match="float64"):
+        _native.fold(lib64, torch.zeros(1, 16, 16), torch.zeros(1, 1, 8, 8), 4)
+    with pytest.raises(ValueError, match="float64"):
+        _native.conv_backward_adam(lib64, W, **args)
+    # empty sizes: no pairs is nothing to do, an empty layer is an error
+    _native.forward(lib, torch.zeros(0, 4, 3), torch.zeros(0, 4, 16), torch.zeros(0, 3, 16))
+    with pytest.raises(ValueError, match="positive"):
+        _native.forward(lib, torch.zeros(2, 0, 3), torch.zeros(2, 0, 16), torch.zeros(2, 3, 16))
     with pytest.raises(ValueError, match="out"):
         _native.forward(lib, torch.zeros(2, 4, 3), W, torch.zeros(2, 16, 3))
     with pytest.raises(ValueError, match="multiple"):

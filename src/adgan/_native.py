@@ -14,8 +14,10 @@ Nothing here is needed: without a C compiler, or with ``ADGAN_NATIVE=0``, ``load
 None and the search runs on torch's operations alone. The library is compiled from the
 package's own source only, with ``-march=native``, into a file named by a hash of the source,
 the compiler, its flags and this CPU, written atomically; a cached file is only loaded, never
-rebuilt in place. Every wrapper checks its tensors' shapes, dtype and layout before the call:
-the C code trusts its arguments.
+rebuilt in place. A build that failed leaves a ``.failed`` file with the compiler's message
+beside where the library would be, and is not tried again with the same compiler. Every
+wrapper checks its tensors' shapes, dtype (the library's) and layout before the call: the C
+code trusts its arguments.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -49,13 +52,19 @@ def enabled() -> bool:
     return os.environ.get("ADGAN_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def cache_dir() -> Path:
-    """``ADGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/adgan``, else ``~/.cache/adgan``."""
+def cache_dir() -> Path | None:
+    """``ADGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/adgan``, else ``~/.cache/adgan``; None
+    where there is no home directory to take it from."""
     root = os.environ.get("ADGAN_CACHE_DIR")
     if root:
         return Path(root)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "adgan"
+    if xdg:
+        return Path(xdg) / "adgan"
+    try:
+        return Path.home() / ".cache" / "adgan"
+    except RuntimeError:
+        return None
 
 
 def _cpu_identity() -> str:
@@ -68,9 +77,15 @@ def _cpu_identity() -> str:
     return "\n".join(sorted(set(keep)))
 
 
-def _compiler() -> str | None:
-    cc = os.environ.get("CC") or "cc"
-    return shutil.which(cc)
+def _compiler() -> list[str] | None:
+    """The C compiler's command: ``CC`` (which may carry flags, as in "gcc -m64"), else
+    ``cc``; None where it is not found."""
+    try:
+        cmd = shlex.split(os.environ.get("CC") or "cc")
+    except ValueError:
+        return None
+    path = shutil.which(cmd[0]) if cmd else None
+    return [path, *cmd[1:]] if path else None
 
 
 def _build(real: str) -> Path | None:
@@ -78,21 +93,29 @@ def _build(real: str) -> Path | None:
     if cc is None:
         log.info("adgan: no C compiler found; the search runs on torch's operations only")
         return None
-    src = SOURCE.read_bytes()
+    root = cache_dir()
     try:
+        src = SOURCE.read_bytes()
         version = subprocess.run(
-            [cc, "--version"], capture_output=True, text=True, timeout=30
+            [*cc, "--version"], capture_output=True, text=True, errors="replace", timeout=30
         ).stdout
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as e:
+        log.info("adgan: cannot build the compiled kernel (%s)", e)
         return None
+    if root is None:
+        log.info("adgan: no cache directory for the compiled kernel (set ADGAN_CACHE_DIR)")
+        return None
+    out_dir = root / "native"
     for arch in (["-march=native"], []):  # some compilers do not know -march=native
         flags = [*_FLAGS, *arch, f"-DREAL={real}"]
-        parts = [" ".join(flags), version, _cpu_identity(), sys.platform]
+        parts = [" ".join(cc[1:] + flags), version, _cpu_identity(), sys.platform]
         key = hashlib.sha256(b"\0".join([src, *(p.encode() for p in parts)])).hexdigest()[:16]
-        out_dir = cache_dir() / "native"
         target = out_dir / f"adgan_native_{real}_{key}.so"
+        failed = target.with_suffix(".failed")  # a build that failed here: not tried again
         if target.exists():
             return target
+        if failed.exists():
+            continue
         try:
             out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
@@ -102,20 +125,21 @@ def _build(real: str) -> Path | None:
             return None
         try:
             res = subprocess.run(
-                [cc, *flags, "-o", tmp, str(SOURCE), "-lm"],
-                capture_output=True, text=True, timeout=120,
+                [*cc, *flags, "-o", tmp, str(SOURCE), "-lm"],
+                capture_output=True, text=True, errors="replace", timeout=120,
             )  # fmt: skip
             if res.returncode == 0:
                 os.replace(tmp, target)  # atomic: another process may build the same file
                 return target
             log.debug("adgan: %s %s failed: %s", cc, " ".join(flags), res.stderr.strip())
+            failed.write_text(res.stderr)  # the compiler's own words, for whoever looks
         except (OSError, subprocess.SubprocessError) as e:
             log.debug("adgan: compiling %s failed: %s", SOURCE.name, e)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    log.info("adgan: the compiled kernel could not be built; the search runs on torch's "
-             "operations only")  # fmt: skip
+    log.info("adgan: the compiled kernel could not be built (%s); the search runs on torch's "
+             "operations only", out_dir)  # fmt: skip
     return None
 
 
@@ -157,8 +181,16 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _check(dtype: torch.dtype, **tensors: tuple[torch.Tensor | None, tuple[int, ...]]) -> None:
-    """The C code trusts its arguments: check them here, where a mistake is an exception."""
+def _lib_dtype(lib: ctypes.CDLL) -> torch.dtype:
+    """The REAL the library was compiled with: its vectors are 64 bytes."""
+    return {16: torch.float32, 8: torch.float64}[vector_width(lib)]
+
+
+def _check(lib: ctypes.CDLL, dims: tuple[int, ...], **tensors) -> bool:
+    """The C code trusts its arguments: check them here, where a mistake is an exception.
+    ``dims``: the sizes passed to C, all positive except the pairs (the first), where 0 means
+    nothing to do (returns False). ``tensors``: name=(tensor or None, expected shape)."""
+    dtype = _lib_dtype(lib)
     for name, (t, shape) in tensors.items():
         if t is not None and (
             tuple(t.shape) != shape
@@ -170,6 +202,9 @@ def _check(dtype: torch.dtype, **tensors: tuple[torch.Tensor | None, tuple[int, 
                 f"{name}: expected a contiguous CPU tensor of shape {shape} and dtype "
                 f"{dtype}, got {tuple(t.shape)} {t.dtype} on {t.device}"
             )
+    if any(d < 1 for d in dims[1:]) or dims[0] < 0:
+        raise ValueError(f"sizes must be positive, got {dims}")
+    return dims[0] > 0
 
 
 def conv_backward_adam(
@@ -189,16 +224,20 @@ def conv_backward_adam(
 ) -> None:
     """For each pair p: ``d_in[p] = W[p] @ dT[p].T`` (before the update; skipped when None),
     ``g = hin[p] @ dT[p]``, then one Adam step on ``W[p], m[p], v[p]`` with g. Shapes: W, m, v
-    (P, cin, N); dT (P, HW, N); hin and d_in (P, cin, HW); work at least 4 * N values. With
+    (P, cin, N); dT (P, HW, N); hin and d_in (P, cin, HW); work (4 * N,). With
     ``shared`` (cin, N), Adam's first step: W[p] starts from it and the moments from zero.
     All contiguous CPU tensors of the library's dtype."""
     P, cin, N = W.shape
     HW = dT.shape[1]
-    _check(W.dtype, W=(W, (P, cin, N)), m=(m, (P, cin, N)), v=(v, (P, cin, N)),
-           dT=(dT, (P, HW, N)), hin=(hin, (P, cin, HW)), d_in=(d_in, (P, cin, HW)),
-           shared=(shared, (cin, N)))  # fmt: skip
-    if N % vector_width(lib) or work.numel() < 4 * N or work.dtype != W.dtype:
-        raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}, work 4*N values")
+    if N % vector_width(lib):
+        raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}")
+    if step < 1:
+        raise ValueError(f"step: Adam's steps count from 1, got {step}")
+    if not _check(lib, (P, cin, N, HW), W=(W, (P, cin, N)), m=(m, (P, cin, N)),
+                  v=(v, (P, cin, N)), dT=(dT, (P, HW, N)), hin=(hin, (P, cin, HW)),
+                  d_in=(d_in, (P, cin, HW)), shared=(shared, (cin, N)),
+                  work=(work, (4 * N,))):  # fmt: skip
+        return
     lib.adgan_conv_backward_adam(
         P, cin, N, HW, _ptr(W), _ptr(shared), _ptr(m), _ptr(v), _ptr(dT), _ptr(hin),
         _ptr(d_in), _ptr(work), lr, betas[0], betas[1], eps, float(step),
@@ -210,9 +249,11 @@ def forward(lib: ctypes.CDLL, h: torch.Tensor, W: torch.Tensor, out: torch.Tenso
     (P, HW, N), contiguous CPU tensors of the library's dtype, N a multiple of its vector."""
     P, cin, HW = h.shape
     N = W.shape[2]
-    _check(h.dtype, h=(h, (P, cin, HW)), W=(W, (P, cin, N)), out=(out, (P, HW, N)))
     if N % vector_width(lib):
         raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}")
+    if not _check(lib, (P, cin, N, HW), h=(h, (P, cin, HW)), W=(W, (P, cin, N)),
+                  out=(out, (P, HW, N))):  # fmt: skip
+        return
     lib.adgan_forward(P, cin, N, HW, _ptr(h), _ptr(W), _ptr(out))
 
 
@@ -227,7 +268,9 @@ def fold(lib: ctypes.CDLL, cols: torch.Tensor, out: torch.Tensor, k: int) -> Non
     C = N // (k * k)
     if side * side != HW or C * k * k != N:
         raise ValueError(f"cols: expected (P, side*side, C*{k}*{k}), got {tuple(cols.shape)}")
-    _check(cols.dtype, cols=(cols, (P, HW, N)), out=(out, (P, C, 2 * side, 2 * side)))
+    if not _check(lib, (P, C, side), cols=(cols, (P, HW, N)),
+                  out=(out, (P, C, 2 * side, 2 * side))):  # fmt: skip
+        return
     lib.adgan_fold(P, C, k, side, _ptr(cols), _ptr(out))
 
 
@@ -240,6 +283,7 @@ def patches(lib: ctypes.CDLL, dp: torch.Tensor, k: int, out: torch.Tensor) -> No
         raise ValueError(f"k: the compiled patches have k = 4, got {k}")
     P, C, S = dp.shape[:3]
     side = (S - 2) // 2
-    _check(dp.dtype, dp=(dp, (P, C, 2 * side + 2, 2 * side + 2)),
-           out=(out, (P, side * side, C * k * k)))  # fmt: skip
+    if not _check(lib, (P, C, side), dp=(dp, (P, C, 2 * side + 2, 2 * side + 2)),
+                  out=(out, (P, side * side, C * k * k))):  # fmt: skip
+        return
     lib.adgan_patches(P, C, k, side, _ptr(dp), _ptr(out))

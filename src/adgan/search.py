@@ -840,12 +840,13 @@ class FusedKernel:
         lib = self._lib
         return lib if lib is not None and N % _native.vector_width(lib) == 0 else None
 
-    def _parallel(self, n: int, fn) -> None:
-        """``fn(lo, hi, t)`` over pairs lo:hi covering 0:n, split over this worker's torch
-        threads (a pool of threads of its own: the compiled kernel is single-threaded and
-        releases the GIL), t the part's index."""
-        parts = min(torch.get_num_threads(), n)
-        if parts == 1:
+    def _parallel(self, n: int, fn, parts: int | None = None) -> None:
+        """``fn(lo, hi, t)`` over pairs lo:hi covering 0:n, split into ``parts`` (default: this
+        worker's torch threads, at most n) run on a pool of threads of its own (the compiled
+        kernel is single-threaded and releases the GIL), t the part's index."""
+        if parts is None:
+            parts = min(torch.get_num_threads(), n)
+        if parts <= 1:
             fn(0, n, 0)
             return
         if self._pool is None or self._pool_size < parts:
@@ -878,7 +879,7 @@ class FusedKernel:
                 shared=src, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, step=self.t,
             )  # fmt: skip
 
-        self._parallel(b - a, fn)
+        self._parallel(b - a, fn, parts)  # the parts the work buffers were made for
 
     def _first_adam(self, idx: int, a: int, b: int, grad: torch.Tensor, cfg) -> None:
         """Adam's first step for pairs a:b of parameter idx: their parameters start as the
