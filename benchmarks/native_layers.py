@@ -21,23 +21,17 @@ Their outputs are compared (float32, rtol 1e-3) before timing.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_profile import best_seconds  # noqa: E402
 
 from adgan import _native
 from adgan.nets.dcgan import DCGANConfig, Generator
 from adgan.search import _CACHE_BYTES, _DIRECT_MIN_HW, _NATIVE_MAX_HW, _adam_
-
-
-def best(f, reps: int) -> float:
-    f()
-    out = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        out = min(out, time.perf_counter() - t)
-    return out
 
 
 def main() -> None:
@@ -105,7 +99,7 @@ def main() -> None:
         )
         if not ok:
             raise SystemExit(f"layer {i}: the compiled backward pass disagrees with torch")
-        tt, tc = best(torch_bwd, args.reps), best(comp_bwd, args.reps)
+        tt, tc = best_seconds(torch_bwd, args.reps), best_seconds(comp_bwd, args.reps)
         flop = 4.0 * P * cin * N * HW
         where = "compiled" if HW <= _NATIVE_MAX_HW else "torch"
         gbs = 24.0 * P * cin * N / tc / 1e9
@@ -134,7 +128,7 @@ def main() -> None:
             comp_fwd()
             if not torch.allclose(a_t, a_c, rtol=1e-3, atol=1e-3):
                 raise SystemExit(f"layer {i}: the compiled forward pass disagrees with torch")
-            tt, tc = best(torch_fwd, args.reps), best(comp_fwd, args.reps)
+            tt, tc = best_seconds(torch_fwd, args.reps), best_seconds(comp_fwd, args.reps)
             flop = 2.0 * P * cin * N * HW
             print(f"{name:>22} {'forward':>9} {tt * 1e3:>9.2f} {tc * 1e3:>11.2f} "
                   f"{tt / tc:>8.2f} {flop / tc / 1e9:>8.1f} {'':>6}  compiled")  # fmt: skip

@@ -205,7 +205,7 @@ def test_without_the_kernel_the_search_runs_on_torch_ops(monkeypatch, tmp_path, 
         monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     else:
         if os.name != "posix":
-            pytest.skip("a shell script as the compiler")
+            pytest.skip("the fake failing compiler is a /bin/sh script: POSIX only")
         fake, calls = tmp_path / "fake-cc", tmp_path / "calls"
         script = f"#!/bin/sh\necho \"$@\" >> {calls}\necho 'fake-cc 1.0'\nexit 1\n"
         fake.write_text(script)  # logs its calls, names itself, fails every build

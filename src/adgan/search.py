@@ -555,16 +555,13 @@ class FusedKernel:
             ),
         }
         self._use(P)
-        # pairs per Adam call for each parameter; a gradient buffer of that many pairs
+        # pairs per Adam call for each parameter (on torch's operations, a gradient buffer of
+        # that many pairs, made on first use: the compiled kernel needs none)
         self.sub = []
         for p in ref:
             per_pair = 2 * p.numel() * p.element_size()
             s = P if dev.type != "cpu" else max(1, min(P, cache_bytes // per_pair))
             self.sub.append(s)
-        self.grad = [
-            torch.empty((s, *p.shape), dtype=dt, device=dev)
-            for s, p in zip(self.sub, ref, strict=True)
-        ]
         self.step = torch.zeros((), dtype=torch.float32, device=dev)
         self.bn: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._work: dict[str, torch.Tensor] = {}
@@ -803,11 +800,10 @@ class FusedKernel:
                         torch.bmm(da[a:b].unsqueeze(1), W[a:b].view(b - a, cin, -1).transpose(1, 2),
                                   out=self.z_grad[a:b].unsqueeze(1))  # fmt: skip
                     else:
-                        Wm = W[a:b].view(b - a, cin, cout * k * k)
-                        torch.bmm(Wm, dcols[a:b], out=d_in[a:b])
+                        torch.bmm(W[a:b].view(b - a, cin, N), dcols[a:b], out=d_in[a:b])
                 if adapt and lib is None:
-                    g = self.grad[j][: b - a]
-                    gm = g.view(b - a, cin, cout * k * k)
+                    g = self._ws(f"grad{j}", (b - a, *self.theta[j].shape[1:]))
+                    gm = g.view(b - a, cin, N)
                     if i == 0:  # per-pair outer product z (x) da
                         torch.mul(inp[a:b].unsqueeze(2), da[a:b].unsqueeze(1), out=gm)
                     else:
