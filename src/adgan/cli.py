@@ -267,7 +267,7 @@ def _preset_and_dataset(args):
 
     preset = load_preset(args.preset)
     dataset = args.dataset or preset.dataset
-    return preset, dataset
+    return preset.for_dataset(dataset), dataset
 
 
 def cmd_evaluate(args) -> int:

@@ -36,6 +36,17 @@ DETECTORS: dict[str, tuple[type, dict[str, Any]]] = {
 GAN_DETECTORS = ("adgan", "anogan", "discriminator", "prior")
 
 
+def detector_params(name: str) -> dict[str, Any]:
+    """The parameters a registered detector takes, with their default values."""
+    if name not in _PARAMS:
+        cls, defaults = DETECTORS[name]
+        _PARAMS[name] = {**cls().get_params(deep=False), **defaults}
+    return _PARAMS[name]
+
+
+_PARAMS: dict[str, dict[str, Any]] = {}
+
+
 def make_detector(name: str, **params: Any):
     """Build a registered detector; ``params`` override its defaults (unknown keys ignored
     only when the detector does not take them, so one preset can serve several methods)."""

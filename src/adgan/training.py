@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 
+#: decays of the exponential moving averages of the generator's weights kept beside it
+#: (for ``adgan-plus``); tracking them reads no random numbers, so training is unchanged
+EMA_DECAYS = (0.99, 0.999)
+
 
 class TrainingDiverged(AdganError):
     """A loss became NaN or exploded."""
@@ -87,6 +91,18 @@ def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gen
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+@dataclass
+class TrainedGAN:
+    """What training gives: the networks, the moving averages of the generator's weights
+    (decay -> generator, BatchNorm statistics re-estimated like the generator's) and the
+    loss log."""
+
+    generator: Generator
+    critic: Critic
+    generator_ema: dict[float, Generator]
+    history: list[dict]
+
+
 def train_wgan(
     X: torch.Tensor,
     arch: DCGANConfig,
@@ -103,8 +119,63 @@ def train_wgan(
     the same ``out_dir`` resumes from the checkpoint. ``progress(iteration, record)`` is
     called after every generator iteration.
     """
+    res = train_gan(X, arch, cfg, seed, device, out_dir, progress)
+    return res.generator, res.critic, res.history
+
+
+def train_gan(
+    X: torch.Tensor,
+    arch: DCGANConfig,
+    cfg: TrainConfig,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    out_dir: str | Path | None = None,
+    progress: Callable[[int, dict], None] | None = None,
+) -> TrainedGAN:
+    """``train_wgan``, also returning the generator's moving averages."""
     with flush_denormals():
         return _train(X, arch, cfg, seed, device, out_dir, progress)
+
+
+class _EMA:
+    """Moving averages of a generator's parameters, with TensorFlow's warm-up: the decay at
+    update t is min(decay, (1 + t) / (10 + t)), so the initial weights fade out quickly."""
+
+    def __init__(self, gen: Generator, decays=EMA_DECAYS):
+        self.avg = {d: [p.detach().clone() for p in gen.parameters()] for d in decays}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, gen: Generator) -> None:
+        self.updates += 1
+        params = [p.detach() for p in gen.parameters()]
+        for d, avg in self.avg.items():
+            w = 1.0 - min(d, (1 + self.updates) / (10 + self.updates))
+            torch._foreach_lerp_(avg, params, w)
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, **{repr(d): list(a) for d, a in self.avg.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        for d in self.avg:
+            got = state[repr(d)]
+            if len(got) != len(self.avg[d]):
+                raise CheckpointError("moving average of other parameters")
+            self.avg[d] = [
+                t.to(a.device, a.dtype).clone() for t, a in zip(got, self.avg[d], strict=True)
+            ]
+
+    def generators(self, gen: Generator, seed: int) -> dict[float, Generator]:
+        out = {}
+        for d, avg in self.avg.items():
+            g = Generator(gen.config).to(next(gen.parameters()).device)
+            with torch.no_grad():
+                for p, a in zip(g.parameters(), avg, strict=True):
+                    p.copy_(a)
+            recalibrate_batchnorm(g, seed)
+            out[d] = g.eval()
+        return out
 
 
 def _train(X, arch, cfg, seed, device, out_dir, progress):
@@ -122,6 +193,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         torch.manual_seed(seed)
         gen, critic = Generator(arch).to(device), Critic(arch).to(device)
     opt_g, opt_d = make_optimizers(gen, critic, cfg)
+    ema = _EMA(gen)
     rng = torch.Generator(device=device)
     rng.manual_seed(seed)
     X = X.to(device)
@@ -143,6 +215,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
             rng,
             iteration,
             fingerprint,
+            ema,
         )
 
     if out is not None:
@@ -150,7 +223,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         ck = out / CHECKPOINT
         if ck.exists():
             start, history = _resume(
-                ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint
+                ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint, ema
             )
             log.info("resuming %s at generator iteration %d", ck, start)
         _rewrite_log(out / "losses.csv", history)
@@ -188,6 +261,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        ema.update(gen)
         rec = {
             "iteration": it + 1,
             "critic_loss": float(loss_d.detach()),
@@ -212,7 +286,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
     if out is not None:
         checkpoint(cfg.iterations)
         save_sample_grid(gen, out / "samples.png", seed=seed)
-    return gen, critic, history
+    return TrainedGAN(gen, critic, ema.generators(gen, seed), history)
 
 
 @torch.no_grad()
@@ -259,7 +333,18 @@ def data_fingerprint(X: torch.Tensor) -> str:
 
 
 def save_checkpoint(
-    path, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, iteration, fingerprint: str = ""
+    path,
+    arch,
+    cfg,
+    seed,
+    gen,
+    critic,
+    opt_g,
+    opt_d,
+    rng,
+    iteration,
+    fingerprint: str = "",
+    ema: _EMA | None = None,
 ) -> None:
     atomic_torch_save(
         {
@@ -276,6 +361,7 @@ def save_checkpoint(
             "rng": rng.get_state(),
             "rng_device": str(rng.device),
             "data": fingerprint,
+            **({"generator_ema": ema.state_dict()} if ema is not None else {}),
         },
         path,
     )
@@ -304,7 +390,7 @@ def _load_state(module: torch.nn.Module, state: dict, path, what: str) -> None:
         ) from exc
 
 
-def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint):
+def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint, ema):
     blob = safe_torch_load(ck, "GAN checkpoint")
     if not isinstance(blob, dict) or blob.get("format") != "adgan-gan":
         raise CheckpointError(f"{ck}: not an adgan GAN checkpoint; use another output folder")
@@ -336,6 +422,13 @@ def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint):
     opt_g.load_state_dict(blob["opt_g"])
     opt_d.load_state_dict(blob["opt_d"])
     rng.set_state(blob["rng"])
+    if "generator_ema" in blob:
+        try:
+            ema.load_state_dict(blob["generator_ema"])
+        except (KeyError, TypeError, ValueError, CheckpointError) as exc:
+            raise CheckpointError(f"{ck}: damaged moving averages ({exc!r:.120})") from exc
+    else:  # written before the averages were kept: they start from the resumed weights
+        ema.__init__(gen)
     it = int(blob["iteration"])
     if it > cfg.iterations:
         raise CheckpointError(

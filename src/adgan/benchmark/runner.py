@@ -77,15 +77,12 @@ def run_benchmark(
     out = Path(out)
     (out / "scores").mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
+    if extra_params:
+        preset = Preset(**{**preset.__dict__, "params": {**preset.params, **extra_params}})
     _check_settings(
         out,
-        {
-            "dataset": dataset,
-            "preset": preset.name,
-            "seed": seed,
-            "protocol": preset.protocol,
-            "params": {**preset.params, **(extra_params or {})},
-        },
+        {"dataset": dataset, "preset": preset.name, "seed": seed, "protocol": preset.protocol},
+        {m: _own_params(m, preset.params_for(m)) for m in methods},
     )
     rows = read_results(results)
     _write_results(results, rows)  # drops a half-written last line, keeps the header
@@ -98,8 +95,6 @@ def run_benchmark(
         for m in methods
         if (dataset, c, m, r) not in done
     ]
-    if extra_params:
-        preset = Preset(**{**preset.__dict__, "params": {**preset.params, **extra_params}})
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -150,20 +145,55 @@ def _save_scores(path: Path, task, scores: np.ndarray) -> None:
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    """A rerun resumes only with the settings of the rows already written."""
+def _own_params(method: str, params: dict) -> dict:
+    """The parameters of ``params`` that ``method`` takes (a preset's [params] serve all)."""
+    from adgan.registry import detector_params
+
+    accepted = detector_params(method)
+    return {k: v for k, v in params.items() if k in accepted}
+
+
+def _check_settings(out: Path, settings: dict, methods: dict[str, dict]) -> None:
+    """A rerun resumes only with the settings of the rows already written: the same dataset,
+    seed and protocol, and for each method run before, the same parameters. A method not
+    run before adds its parameters, so one folder can grow by methods over invocations."""
     import json
+
+    from adgan.registry import detector_params
 
     path = out / "settings.json"
     settings = json.loads(json.dumps(settings, default=str))
-    if path.exists():
-        old = json.loads(path.read_text())
+    methods = json.loads(json.dumps(methods, default=str))
+    old = json.loads(path.read_text()) if path.exists() else None
+    if old is not None:
+        old_methods = old.pop("methods", {})
         if old != settings:
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise ConfigError(
-                f"{out} holds results made with other settings ({path}); use another --out"
+                f"{out} holds results made with other settings ({', '.join(changed)} differ "
+                f"from {path}); use another --out"
             )
-    else:
-        atomic_write(path, lambda fh: fh.write(json.dumps(settings, indent=1).encode()))
+        for m, params in methods.items():
+            if m not in old_methods:
+                continue
+            # a parameter named on one side only counts at the detector's default (JSON'd);
+            # one the detector no longer takes is ignored
+            defaults = json.loads(json.dumps(detector_params(m), default=str))
+            before, now = old_methods[m], params
+            diff = sorted(
+                k
+                for k in (set(before) | set(now)) & set(defaults)
+                if before.get(k, defaults[k]) != now.get(k, defaults[k])
+            )
+            if diff:
+                raise ConfigError(
+                    f"{out} holds {m} results made with other parameters ({', '.join(diff)} "
+                    f"differ from {path}); use another --out"
+                )
+        methods = {**old_methods, **methods}
+    if old is None or methods != old_methods:
+        record = {**settings, "methods": methods}
+        atomic_write(path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
 
 
 def write_reports(out: Path, dataset: str) -> None:

@@ -68,6 +68,8 @@ class AnoGAN(ADGAN):
     """
 
     _extra = ("anogan_steps", "anogan_lr", "anogan_lambda", "anogan_batch", "anogan_holdout_max")
+    #: example values of each type a parameter accepts beyond its default's (for presets)
+    param_types = {"anogan_steps": (500, [500])}
     #: ``fit`` takes labels (1 normal, -1 anomalous) of training images to choose a setting
     selects_on_labels = True
 

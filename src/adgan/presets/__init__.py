@@ -1,7 +1,23 @@
-"""Presets are data: one TOML file each, holding a protocol and detector parameters."""
+"""Presets are data: one TOML file each, holding a protocol and detector parameters.
+
+A preset file has these tables, and nothing else:
+
+* ``description``, ``dataset`` (the default dataset), ``deviations`` (from the paper);
+* ``[protocol]``: ``n_test`` and ``n_train``;
+* ``[params]``: parameters for every method (each method takes the ones it knows);
+* ``[method.NAME]``: parameters for one registered method, over ``[params]``;
+* ``[datasets.NAME]``: the same tables again (``deviations``, ``protocol``, ``params``,
+  ``method``) for one dataset, applied over the rest when that dataset is run
+  (``Preset.for_dataset``).
+
+Every key is checked when the file is read: an unknown table, method or parameter, or a value
+of the wrong type, is an error that names the key, the file and what is accepted.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -9,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from adgan.errors import ConfigError
+
+TOP_KEYS = ("description", "dataset", "deviations", "protocol", "params", "method", "datasets")
+SECTION_KEYS = ("deviations", "protocol", "params", "method")
+PROTOCOL_KEYS = {"n_test": int, "n_train": int}
+DATASETS = ("digits", "mnist", "cifar10")
 
 
 @dataclass
@@ -20,10 +41,22 @@ class Preset:
     protocol: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # for every method
     method: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method overrides
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-dataset sections
 
     def params_for(self, method: str) -> dict[str, Any]:
         out = {k: v for k, v in self.params.items() if not isinstance(v, dict)}
         out.update(self.method.get(method, {}))
+        return out
+
+    def for_dataset(self, dataset: str | None) -> Preset:
+        """This preset with the ``[datasets.<dataset>]`` section applied (a copy)."""
+        out = copy.deepcopy(self)
+        section = out.datasets.get(dataset or "", {})
+        out.deviations = out.deviations + list(section.get("deviations", []))
+        out.protocol = {**out.protocol, **section.get("protocol", {})}
+        out.params = {**out.params, **section.get("params", {})}
+        for m, p in section.get("method", {}).items():
+            out.method[m] = {**out.method.get(m, {}), **p}
         return out
 
 
@@ -41,18 +74,163 @@ def load_preset(name_or_path: str | None) -> Preset:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"--preset: file {path} not found")
-        text, name = path.read_text(), path.stem
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--preset: cannot read {path} as UTF-8 text ({exc})") from exc
+        name, where = path.stem, str(path)
     else:
         res = resources.files("adgan.presets") / f"{name_or_path}.toml"
         if not res.is_file():
             known = ", ".join(available_presets())
             raise ConfigError(f"--preset: unknown preset {name_or_path!r}; built in: {known}")
-        text, name = res.read_text(), name_or_path
+        text, name, where = res.read_text(), name_or_path, f"built-in preset {name_or_path}"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--preset {name_or_path}: not valid TOML ({exc})") from exc
-    unknown = set(data) - {"description", "dataset", "deviations", "protocol", "params", "method"}
-    if unknown:
-        raise ConfigError(f"--preset {name_or_path}: unknown keys {sorted(unknown)}")
+        raise ConfigError(f"--preset {where}: not valid TOML ({exc})") from exc
+    check_preset(data, where)
     return Preset(name=name, **data)
+
+
+def check_preset(data: dict, where: str) -> None:
+    """Raise ConfigError for any key or value the preset format does not accept."""
+    _keys(data, TOP_KEYS, where, "the top level")
+    for key in ("description", "dataset"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"--preset {where}: {key} must be a string")
+    if data.get("dataset") is not None and data["dataset"] not in DATASETS:
+        raise ConfigError(
+            f"--preset {where}: dataset {data['dataset']!r} unknown; accepted: "
+            + ", ".join(DATASETS)
+        )
+    _section(data, where, "")
+    datasets = data.get("datasets", {})
+    if not isinstance(datasets, dict):
+        raise ConfigError(f"--preset {where}: [datasets] must hold tables [datasets.NAME]")
+    for ds, section in datasets.items():
+        if ds not in DATASETS:
+            raise ConfigError(
+                f"--preset {where}: [datasets.{ds}]: unknown dataset; accepted: "
+                + ", ".join(DATASETS)
+            )
+        if not isinstance(section, dict):
+            raise ConfigError(f"--preset {where}: [datasets.{ds}] must be a table")
+        _keys(section, SECTION_KEYS, where, f"[datasets.{ds}]")
+        _section(section, where, f"datasets.{ds}.")
+
+
+def _keys(table: dict, accepted, where: str, what: str) -> None:
+    for key in table:
+        if key not in accepted:
+            raise ConfigError(
+                f"--preset {where}: unknown key {key!r} in {what}; accepted: {', '.join(accepted)}"
+            )
+
+
+def _section(data: dict, where: str, prefix: str) -> None:
+    from adgan.registry import DETECTORS, detector_params
+
+    dev = data.get("deviations", [])
+    if not (isinstance(dev, list) and all(isinstance(d, str) for d in dev)):
+        raise ConfigError(f"--preset {where}: {prefix}deviations must be a list of strings")
+    protocol = _table(data, "protocol", where, prefix)
+    for key, value in protocol.items():
+        if key not in PROTOCOL_KEYS:
+            raise ConfigError(
+                f"--preset {where}: unknown key {key!r} in [{prefix}protocol]; accepted: "
+                + ", ".join(PROTOCOL_KEYS)
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"--preset {where}: [{prefix}protocol] {key} must be a positive integer, "
+                f"got {value!r}"
+            )
+    params = _table(data, "params", where, prefix)
+    every: dict[str, Any] = {}
+    for m in DETECTORS:
+        every.update(detector_params(m))
+    for key, value in params.items():
+        if key not in every:
+            raise ConfigError(
+                f"--preset {where}: unknown parameter {key!r} in [{prefix}params]; "
+                f"no registered method takes it (accepted: {', '.join(sorted(every))})"
+            )
+        # the same name may mean different types to different methods: check against any
+        takers = [m for m in DETECTORS if key in detector_params(m)]
+        _check_value(key, value, takers, where, f"{prefix}params")
+    methods = _table(data, "method", where, prefix)
+    for m, table in methods.items():
+        if m not in DETECTORS:
+            raise ConfigError(
+                f"--preset {where}: unknown method [{prefix}method.{m}]; accepted: "
+                + ", ".join(DETECTORS)
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"--preset {where}: [{prefix}method.{m}] must be a table")
+        accepted = detector_params(m)
+        for key, value in table.items():
+            if key not in accepted:
+                raise ConfigError(
+                    f"--preset {where}: unknown parameter {key!r} in [{prefix}method.{m}]; "
+                    f"accepted: {', '.join(sorted(accepted))}"
+                )
+            _check_value(key, value, [m], where, f"{prefix}method.{m}")
+
+
+def _table(data: dict, key: str, where: str, prefix: str) -> dict:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"--preset {where}: {prefix}{key} must be a table [{prefix}{key}]")
+    return table
+
+
+def _check_value(key: str, value: Any, methods: list[str], where: str, table: str) -> None:
+    """The value's type must fit the parameter's type for at least one method taking ``key``
+    (its default's type, or the types a detector declares in ``param_types``; a float
+    parameter takes an integer; None defaults take anything); numbers are finite."""
+    from adgan.registry import DETECTORS, detector_params
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"--preset {where}: [{table}] {key} must be finite, got {value!r}")
+    examples = []
+    for m in methods:
+        declared = getattr(DETECTORS[m][0], "param_types", {}).get(key)
+        for d in declared if declared is not None else (detector_params(m)[key],):
+            if d is None or _fits(value, d):
+                return
+            examples.append(d)
+    want = " or ".join(sorted({_type_name(d) for d in examples}))
+    raise ConfigError(
+        f"--preset {where}: [{table}] {key} must be {want}, got {value!r} ({_type_name(value)})"
+    )
+
+
+def _fits(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, tuple | list):
+        return isinstance(value, list)
+    return True
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, tuple | list):
+        return "a list"
+    return type(v).__name__
