@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from adgan._torch import flush_denormals
 from adgan.nets.dcgan import DCGANConfig, Generator
 from adgan.search import SearchConfig, latent_search
+from adgan.torch_utils import flush_denormals
 
 
 def generator(size: int, channels: int, width: int, latent: int, device: str) -> Generator:

@@ -34,10 +34,10 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from adgan import __version__
-from adgan._torch import flush_denormals
 from adgan.errors import CheckpointError, ConfigError, DataError
-from adgan.files import atomic_write
+from adgan.files import atomic_torch_save, safe_torch_load
+from adgan.torch_utils import flush_denormals
+from adgan.version import __version__
 
 FORMAT = "adgan-detector"
 
@@ -236,23 +236,6 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             "state": state,
         }
         return atomic_torch_save(blob, path)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file beside ``path``, then rename: never a half-written file."""
-    return atomic_write(path, lambda fh: torch.save(obj, fh))
-
-
-def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """torch.load with weights_only=True, turning every failure into a one-line error."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: {what} file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or holding code objects
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable adgan {what} ({first[:200]})") from exc
 
 
 def load_detector(path: str | os.PathLike, **overrides: Any) -> BaseDetector:

@@ -15,3 +15,7 @@ class CheckpointError(AdganError, ValueError):
 
 class ConfigError(AdganError, ValueError):
     """An argument, preset or option value is not one that is accepted."""
+
+
+class TrainingDiverged(AdganError):
+    """A training loss became NaN or exploded."""

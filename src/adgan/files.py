@@ -1,14 +1,32 @@
-"""Files written atomically, and CSV files read back after an interruption."""
+"""Everything that reads or writes the package's files, in one place.
+
+* ``atomic_write``, ``atomic_torch_save``: a file is replaced whole or not at all;
+* ``safe_torch_load``: ``torch.load(weights_only=True)`` (tensors, numbers and strings:
+  loading never runs code), every failure a one-line error naming the file;
+* ``header`` / ``check_header``: the format name and the version written into each file;
+* ``load_state``: a module's weights read from a file, checked against its architecture;
+* ``complete_rows``: a CSV file read back after an interruption;
+* ``fingerprint``: a digest identifying data or settings;
+* ``differences``: which settings differ from those a folder was made with.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from adgan.errors import CheckpointError
+from adgan.version import __version__
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
@@ -33,6 +51,54 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     return path
 
 
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """``obj`` as indented JSON, atomically."""
+    text = json.dumps(obj, indent=1)
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary file beside ``path``, then rename: never a half-written file."""
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """torch.load with weights_only=True, turning every failure into a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or holding code objects
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable adgan {what} ({first[:200]})") from exc
+
+
+def header(fmt: str) -> dict[str, str]:
+    """The first entries of every file the package writes: its format and our version."""
+    return {"format": fmt, "adgan_version": __version__}
+
+
+def check_header(blob: Any, fmt: str, path: str | os.PathLike, what: str, hint: str = "") -> None:
+    """CheckpointError unless ``blob`` (from ``safe_torch_load``) is a file of format
+    ``fmt``."""
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise CheckpointError(f"{path}: not an adgan {what} (no '{fmt}' header){hint}")
+
+
+def load_state(module: torch.nn.Module, state: dict, path: Any, what: str) -> None:
+    """``module.load_state_dict(state)``, a mismatch being a one-line CheckpointError that
+    names the file (``path``) and the part (``what``)."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"{path}: the {what} weights do not fit the architecture in the file or the one "
+            f"asked for ({first[:160]})"
+        ) from exc
+
+
 def complete_rows(path: str | os.PathLike) -> list[dict]:
     """CSV rows of ``path`` without a last line cut short by an interruption (one that does
     not end in a newline), so a half-written number is never taken for a finished row."""
@@ -44,3 +110,51 @@ def complete_rows(path: str | os.PathLike) -> list[dict]:
         text = text[: text.rfind("\n") + 1]
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     return [r for r in rows if None not in r.values() and None not in r]
+
+
+def fingerprint(*parts: Any) -> str:
+    """SHA-1 (hex) of the parts in order: strings by their UTF-8 bytes, arrays and tensors
+    by their values' bytes (C order; include the shape and dtype as a string part where
+    they matter), dicts as their keys (as strings) and values in order. It identifies
+    training images in a GAN checkpoint (shape, then values) and a detector in a ranking
+    folder, so that work is never resumed on other data or with another model."""
+    h = hashlib.sha1()
+
+    def add(p: Any) -> None:
+        if isinstance(p, torch.Tensor):
+            p = p.detach().cpu().contiguous().numpy()
+        if isinstance(p, np.ndarray):
+            h.update(np.ascontiguousarray(p))  # the buffer itself: no copy of the bytes
+        elif isinstance(p, str):
+            h.update(p.encode())
+        elif isinstance(p, dict):
+            for k, v in p.items():
+                add(str(k))
+                add(v)
+        else:
+            raise TypeError(f"fingerprint: cannot digest a {type(p).__name__}")
+
+    for p in parts:
+        add(p)
+    return h.hexdigest()
+
+
+def as_json(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples as lists, other objects as strings)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def differences(
+    before: dict, now: dict, defaults: dict | None = None, ignore: Iterable[str] = ()
+) -> list[str]:
+    """The sorted keys whose values differ between settings ``before`` (what a folder or
+    file was made with) and ``now``, compared as JSON. With ``defaults``, only its keys
+    count, and a key given on one side only counts at its default there."""
+    before, now = as_json(before), as_json(now)
+    skip = set(ignore)
+    if defaults is None:
+        keys = set(before) | set(now)
+        return sorted(k for k in keys - skip if before.get(k) != now.get(k))
+    defaults = as_json(defaults)
+    keys = (set(before) | set(now)) & set(defaults)
+    return sorted(k for k in keys - skip if before.get(k, defaults[k]) != now.get(k, defaults[k]))

@@ -21,8 +21,9 @@ import numpy as np
 
 from adgan.data.collection import Collection
 from adgan.errors import ConfigError, DataError
-from adgan.files import atomic_write, complete_rows
+from adgan.files import atomic_write, complete_rows, differences, fingerprint, write_json
 from adgan.plots import image_grid
+from adgan.progress import progress_bar
 
 SCORE_FIELDS = ["path", "score", "percentile", "flagged"]
 
@@ -41,7 +42,7 @@ def threshold_for(det, fpr: float | None) -> float:
     if fpr is None:
         return -float(det.offset_)
     if not 0.0 < fpr < 1.0:
-        raise ConfigError(f"--fpr: expected a fraction between 0 and 1, got {fpr}")
+        raise ConfigError(f"fpr: expected a fraction between 0 and 1, got {fpr}")
     return float(np.quantile(-det.calibration_scores_, 1.0 - fpr))
 
 
@@ -51,28 +52,28 @@ def _read_done(out: Path) -> tuple[dict[str, float], dict[str, str]]:
     return scores, skipped
 
 
-def _fingerprint(det, coll: Collection) -> dict:
-    import hashlib
+def _meta(det, coll: Collection) -> dict:
+    """What a ranking folder was made with: the detector and the collection."""
     import json
 
-    h = hashlib.sha1(json.dumps(det.get_params(), sort_keys=True, default=str).encode())
-    h.update(np.asarray(det.calibration_scores_, dtype=np.float64).tobytes())
-    return {"model": h.hexdigest(), "data": str(coll.path.resolve())}
+    params = json.dumps(det.get_params(), sort_keys=True, default=str)
+    model = fingerprint(params, np.asarray(det.calibration_scores_, dtype=np.float64))
+    return {"model": model, "data": str(coll.path.resolve())}
 
 
 def _check_meta(out: Path, meta: dict) -> None:
     import json
 
     path = out / "meta.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != meta:
-            raise ConfigError(
-                f"{out} holds a ranking by another model or of another collection "
-                f"({old.get('data')}); use another --out"
-            )
-    else:
-        atomic_write(path, lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
+    if not path.exists():
+        write_json(path, meta)
+        return
+    old = json.loads(path.read_text())
+    if differences(old, meta):
+        raise ConfigError(
+            f"{out} holds a ranking by another model or of another collection "
+            f"({old.get('data')}); use another output folder"
+        )
 
 
 def _rewrite(path: Path, fields: list[str], rows: list[list]) -> None:
@@ -98,7 +99,7 @@ def rank_collection(
     c, size = det.image_shape_[0], det.image_shape_[1]
     coll = Collection(data, channels=c, size=size)
     threshold = threshold_for(det, fpr)
-    _check_meta(out, _fingerprint(det, coll))
+    _check_meta(out, _meta(det, coll))
     scores, skipped = _read_done(out)
     present = set(coll.ids())  # rows of files gone since the last run are dropped
     scores = {p: s for p, s in scores.items() if p in present}
@@ -106,11 +107,7 @@ def rank_collection(
     # start both files clean (drops a half-written last line), keeping finished rows
     _rewrite(out / "scores.csv", ["path", "score"], [[p, repr(s)] for p, s in scores.items()])
     _rewrite(out / "skipped.csv", ["path", "reason"], [[p, r] for p, r in skipped.items()])
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(coll), initial=len(scores) + len(skipped), desc="rank", unit="img")
+    bar = progress_bar(progress, len(coll), "rank", "img", initial=len(scores) + len(skipped))
     batch_ids: list[str] = []
     batch: list[np.ndarray] = []
     enc = {"newline": "", "encoding": "utf-8", "errors": "surrogateescape"}
@@ -125,8 +122,7 @@ def rank_collection(
             sf.flush()
             os.fsync(sf.fileno())
             scores.update(zip(batch_ids, map(float, s), strict=True))
-            if bar is not None:
-                bar.update(len(batch))
+            bar.update(len(batch))
             batch_ids.clear()
             batch.clear()
 
@@ -141,13 +137,11 @@ def rank_collection(
                 kw.writerow([id_, reason])
                 kf.flush()
                 skipped[id_] = reason
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             if len(batch) >= chunk:
                 flush()
         flush()
-    if bar is not None:
-        bar.close()
+    bar.close()
     if not scores:
         raise DataError(f"{data}: no readable images to rank")
     paths = sorted(scores, key=lambda p: (-scores[p], p))  # most anomalous first, ties by path

@@ -56,9 +56,9 @@ import torch
 import torch.nn.functional as F
 
 from adgan import _native
-from adgan._torch import flush_denormals
 from adgan.errors import ConfigError
 from adgan.nets.dcgan import Generator
+from adgan.torch_utils import flush_denormals
 
 KERNELS = ("auto", "fused", "bmm", "loop")
 BN_STATS = ("running", "seeds")

@@ -18,23 +18,30 @@ from pathlib import Path
 
 import torch
 
-from adgan import __version__
-from adgan._torch import flush_denormals
-from adgan.base import atomic_torch_save, safe_torch_load
-from adgan.errors import AdganError, CheckpointError, ConfigError
+from adgan.errors import CheckpointError, ConfigError, TrainingDiverged
+from adgan.files import (
+    atomic_torch_save,
+    check_header,
+    complete_rows,
+    differences,
+    fingerprint,
+    header,
+    load_state,
+    safe_torch_load,
+)
 from adgan.nets.dcgan import Critic, DCGANConfig, Generator
+from adgan.torch_utils import flush_denormals, seeded
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "adgan-gan"
 
 #: decays of the exponential moving averages of the generator's weights kept beside it
 #: (for ``adgan-plus``); tracking them reads no random numbers, so training is unchanged
 EMA_DECAYS = (0.99, 0.999)
 
-
-class TrainingDiverged(AdganError):
-    """A loss became NaN or exploded."""
+__all__ = ["TrainConfig", "TrainedGAN", "TrainingDiverged", "load_gan", "train_gan", "train_wgan"]
 
 
 @dataclass(frozen=True)
@@ -189,8 +196,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         )
     if len(X) < 2:
         raise ConfigError(f"training needs at least 2 images, got {len(X)}")
-    with torch.random.fork_rng(devices=[]):  # seed the initialisation, not the caller's RNG
-        torch.manual_seed(seed)
+    with seeded(seed):  # the initialisation, not the caller's RNG
         gen, critic = Generator(arch).to(device), Critic(arch).to(device)
     opt_g, opt_d = make_optimizers(gen, critic, cfg)
     ema = _EMA(gen)
@@ -200,7 +206,8 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
     history: list[dict] = []
     start = 0
     out = Path(out_dir) if out_dir is not None else None
-    fingerprint = data_fingerprint(X) if out is not None else ""
+    # identifies the training images, so that a checkpoint is never resumed on other data
+    data = fingerprint(str(tuple(X.shape)), X) if out is not None else ""
 
     def checkpoint(iteration: int) -> None:
         save_checkpoint(
@@ -214,7 +221,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
             opt_d,
             rng,
             iteration,
-            fingerprint,
+            data,
             ema,
         )
 
@@ -222,9 +229,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         out.mkdir(parents=True, exist_ok=True)
         ck = out / CHECKPOINT
         if ck.exists():
-            start, history = _resume(
-                ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint, ema
-            )
+            start, history = _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, data, ema)
             log.info("resuming %s at generator iteration %d", ck, start)
         _rewrite_log(out / "losses.csv", history)
     batch = min(cfg.batch_size, len(X))
@@ -323,15 +328,6 @@ def _check_divergence(rec: dict, cfg: TrainConfig, out: Path | None) -> None:
         )
 
 
-def data_fingerprint(X: torch.Tensor) -> str:
-    """Identifies the training images, so that a checkpoint is never resumed on other data."""
-    import hashlib
-
-    h = hashlib.sha1(str(tuple(X.shape)).encode())
-    h.update(X.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def save_checkpoint(
     path,
     arch,
@@ -343,13 +339,12 @@ def save_checkpoint(
     opt_d,
     rng,
     iteration,
-    fingerprint: str = "",
+    data: str = "",
     ema: _EMA | None = None,
 ) -> None:
     atomic_torch_save(
         {
-            "format": "adgan-gan",
-            "adgan_version": __version__,
+            **header(CHECKPOINT_FORMAT),
             "arch": json.dumps(arch.to_dict()),
             "train": json.dumps(asdict(cfg)),
             "seed": seed,
@@ -360,7 +355,7 @@ def save_checkpoint(
             "opt_d": opt_d.state_dict(),
             "rng": rng.get_state(),
             "rng_device": str(rng.device),
-            "data": fingerprint,
+            "data": data,
             **({"generator_ema": ema.state_dict()} if ema is not None else {}),
         },
         path,
@@ -370,31 +365,18 @@ def save_checkpoint(
 def load_gan(path: str | Path, device="cpu") -> tuple[Generator, Critic, dict]:
     """Load a generator and critic from a training checkpoint (tensors only, no code)."""
     blob = safe_torch_load(path, "GAN checkpoint")
-    if not isinstance(blob, dict) or blob.get("format") != "adgan-gan":
-        raise CheckpointError(f"{path}: not an adgan GAN checkpoint")
+    check_header(blob, CHECKPOINT_FORMAT, path, "GAN checkpoint")
     arch = DCGANConfig(**json.loads(blob["arch"]))
     gen, critic = Generator(arch), Critic(arch)
-    _load_state(gen, blob["generator"], path, "generator")
-    _load_state(critic, blob["critic"], path, "critic")
+    load_state(gen, blob["generator"], path, "generator")
+    load_state(critic, blob["critic"], path, "critic")
     return gen.to(device).eval(), critic.to(device).eval(), blob
 
 
-def _load_state(module: torch.nn.Module, state: dict, path, what: str) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(
-            f"{path}: the {what} weights do not fit the architecture in the file or the one "
-            f"asked for ({first[:160]})"
-        ) from exc
-
-
-def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint, ema):
+def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, data, ema):
     blob = safe_torch_load(ck, "GAN checkpoint")
-    if not isinstance(blob, dict) or blob.get("format") != "adgan-gan":
-        raise CheckpointError(f"{ck}: not an adgan GAN checkpoint; use another output folder")
-    if blob.get("data") != fingerprint:
+    check_header(blob, CHECKPOINT_FORMAT, ck, "GAN checkpoint", "; use another output folder")
+    if blob.get("data") != data:
         raise CheckpointError(
             f"{ck}: trained on other images (or another calibration split); "
             "use another output folder"
@@ -409,16 +391,13 @@ def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint, em
             f"{ck}: made for architecture {blob['arch']}, not {json.dumps(arch.to_dict())}; "
             "use another output folder or the same settings"
         )
-    old = json.loads(blob["train"])
-    mine = json.loads(json.dumps(asdict(cfg)))
-    if {k: v for k, v in old.items() if k != "iterations"} != {
-        k: v for k, v in mine.items() if k != "iterations"
-    } or blob["seed"] != seed:
+    changed = differences(json.loads(blob["train"]), asdict(cfg), ignore=["iterations"])
+    if changed or blob["seed"] != seed:
         raise CheckpointError(
             f"{ck}: made with other training settings or seed; use another folder"
         )
-    _load_state(gen, blob["generator"], ck, "generator")
-    _load_state(critic, blob["critic"], ck, "critic")
+    load_state(gen, blob["generator"], ck, "generator")
+    load_state(critic, blob["critic"], ck, "critic")
     opt_g.load_state_dict(blob["opt_g"])
     opt_d.load_state_dict(blob["opt_d"])
     rng.set_state(blob["rng"])
@@ -440,12 +419,8 @@ def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, fingerprint, em
 
 
 def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
     out = []
-    for r in rows:
+    for r in complete_rows(path):
         try:
             out.append({k: (int(v) if k == "iteration" else float(v)) for k, v in r.items()})
         except (TypeError, ValueError):

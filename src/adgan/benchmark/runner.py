@@ -19,8 +19,9 @@ from adgan.benchmark.figures import save_gallery, save_roc, save_trajectories
 from adgan.benchmark.tables import markdown_table
 from adgan.errors import ConfigError
 from adgan.evaluate import evaluate_class, load_for
-from adgan.files import atomic_write, complete_rows
+from adgan.files import as_json, atomic_write, complete_rows, differences, write_json
 from adgan.presets import Preset
+from adgan.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,7 @@ def run_benchmark(
         for m in methods
         if (dataset, c, m, r) not in done
     ]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"benchmark {dataset}", unit="row")
+    bar = progress_bar(progress, len(todo), f"benchmark {dataset}", "row")
     try:
         for r in range(runs):
             for c in classes:
@@ -128,12 +125,10 @@ def run_benchmark(
                     _append(results, rec)
                     rows.append(rec)
                     del det
-                    if bar is not None:
-                        bar.set_postfix_str(f"class {c} {rec['method']} AUC {rec['auc']:.3f}")
-                        bar.update(1)
+                    bar.set_postfix_str(f"class {c} {rec['method']} AUC {rec['auc']:.3f}")
+                    bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     write_reports(out, dataset)
     if trajectories and not (out / "trajectories.png").exists():
         figure2(train, test, dataset, classes[0], preset, out / "trajectories.png", seed, device)
@@ -162,38 +157,31 @@ def _check_settings(out: Path, settings: dict, methods: dict[str, dict]) -> None
     from adgan.registry import detector_params
 
     path = out / "settings.json"
-    settings = json.loads(json.dumps(settings, default=str))
-    methods = json.loads(json.dumps(methods, default=str))
+    settings = as_json(settings)
+    methods = as_json(methods)
     old = json.loads(path.read_text()) if path.exists() else None
     if old is not None:
         old_methods = old.pop("methods", {})
-        if old != settings:
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        changed = differences(old, settings)
+        if changed:
             raise ConfigError(
                 f"{out} holds results made with other settings ({', '.join(changed)} differ "
-                f"from {path}); use another --out"
+                f"from {path}); use another output folder"
             )
         for m, params in methods.items():
             if m not in old_methods:
                 continue
-            # a parameter named on one side only counts at the detector's default (JSON'd);
-            # one the detector no longer takes is ignored
-            defaults = json.loads(json.dumps(detector_params(m), default=str))
-            before, now = old_methods[m], params
-            diff = sorted(
-                k
-                for k in (set(before) | set(now)) & set(defaults)
-                if before.get(k, defaults[k]) != now.get(k, defaults[k])
-            )
+            # a parameter named on one side only counts at the detector's default; one the
+            # detector no longer takes is ignored
+            diff = differences(old_methods[m], params, defaults=detector_params(m))
             if diff:
                 raise ConfigError(
                     f"{out} holds {m} results made with other parameters ({', '.join(diff)} "
-                    f"differ from {path}); use another --out"
+                    f"differ from {path}); use another output folder"
                 )
         methods = {**old_methods, **methods}
     if old is None or methods != old_methods:
-        record = {**settings, "methods": methods}
-        atomic_write(path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
+        write_json(path, {**settings, "methods": methods})
 
 
 def write_reports(out: Path, dataset: str) -> None:

@@ -10,9 +10,10 @@ import torch
 
 from adgan._cache import Recent, digest
 from adgan.base import BaseDetector, resolve_device
+from adgan.files import load_state
 from adgan.nets.dcgan import Critic, DCGANConfig, Generator
 from adgan.search import SearchConfig, SearchResult, latent_search
-from adgan.training import TrainConfig, _load_state, train_wgan
+from adgan.training import TrainConfig, train_wgan
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +256,8 @@ class ADGAN(BaseDetector):
         arch = DCGANConfig(**json.loads(state["arch"]))
         dev = resolve_device(self.device)
         gen, critic = Generator(arch), Critic(arch)
-        _load_state(gen, state["generator"], "detector file", "generator")
-        _load_state(critic, state["critic"], "detector file", "critic")
+        load_state(gen, state["generator"], "detector file", "generator")
+        load_state(critic, state["critic"], "detector file", "critic")
         self.generator_, self.critic_ = gen.to(dev).eval(), critic.to(dev).eval()
         self.z0_ = state["z0"]
 

@@ -8,10 +8,10 @@ import logging
 import numpy as np
 import torch
 
-from adgan._torch import flush_denormals
 from adgan.base import as_images, check_contamination, outlier_labels, split_calibration
 from adgan.detectors.adgan import ADGAN
 from adgan.errors import ConfigError
+from adgan.torch_utils import flush_denormals
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,11 @@ import torch
 from torch import nn
 
 from adgan.base import BaseDetector, resolve_device
-from adgan.errors import ConfigError, DataError
+from adgan.errors import ConfigError, DataError, TrainingDiverged
+from adgan.files import load_state
 from adgan.nets.autoencoders import AEConfig, ConvAutoencoder, ConvVAE
+from adgan.progress import progress_bar
+from adgan.torch_utils import seeded
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,7 @@ class _ConvAEDetector(BaseDetector):
         dev = resolve_device(self.device)
         arch = self._arch(X.shape[1:])
         seed = int(self.random_state)
-        # fork_rng: seed the initialisation without touching the caller's global RNG
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):  # the initialisation; the caller's random state is left alone
             net = self._build(arch)
         net.to(dev).train()
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
@@ -70,33 +71,28 @@ class _ConvAEDetector(BaseDetector):
         data = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
         bs = min(int(self.batch_size), len(data))
         steps = len(data) // bs  # the last partial batch is dropped: reshuffled each epoch
-        epochs = range(int(self.epochs))
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            epochs = tqdm(epochs, desc=f"train {type(self).__name__}", unit="epoch")
         history: list[float] = []
-        for epoch in epochs:
-            perm = torch.from_numpy(rng.permutation(len(data))).to(dev)
-            total = torch.zeros((), device=dev)
-            for s in range(steps):
-                loss = self._loss(net, data[perm[s * bs : (s + 1) * bs]], gen).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-            mean = float(total) / steps
-            if not math.isfinite(mean):
-                from adgan.training import TrainingDiverged
-
-                raise TrainingDiverged(
-                    f"{type(self).__name__}: the training loss became {mean} in epoch {epoch}; "
-                    "try a smaller lr"
-                )
-            history.append(mean)
-            log.debug("%s epoch %d loss %.6g", type(self).__name__, epoch, mean)
-            if self.verbose:
-                epochs.set_postfix(loss=f"{mean:.4g}")
+        desc = f"train {type(self).__name__}"
+        with progress_bar(self.verbose, int(self.epochs), desc, "epoch") as bar:
+            for epoch in range(int(self.epochs)):
+                perm = torch.from_numpy(rng.permutation(len(data))).to(dev)
+                total = torch.zeros((), device=dev)
+                for s in range(steps):
+                    loss = self._loss(net, data[perm[s * bs : (s + 1) * bs]], gen).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += loss.detach()
+                mean = float(total) / steps
+                if not math.isfinite(mean):
+                    raise TrainingDiverged(
+                        f"{type(self).__name__}: the training loss became {mean} in epoch {epoch}; "
+                        "try a smaller lr"
+                    )
+                history.append(mean)
+                log.debug("%s epoch %d loss %.6g", type(self).__name__, epoch, mean)
+                bar.set_postfix(loss=f"{mean:.4g}")
+                bar.update(1)
         self.net_ = net.eval()
         self.arch_ = arch
         self.train_history_ = history
@@ -121,11 +117,9 @@ class _ConvAEDetector(BaseDetector):
         }
 
     def _set_state(self, state: dict) -> None:
-        from adgan.training import _load_state
-
         arch = AEConfig(**json.loads(state["arch"])).validate()
         net = self._build(arch)
-        _load_state(net, state["net"], "detector file", type(self).__name__)
+        load_state(net, state["net"], "detector file", type(self).__name__)
         self.arch_ = arch
         self.net_ = net.to(resolve_device(self.device)).eval()
         self.train_history_ = state["train_history"].tolist()

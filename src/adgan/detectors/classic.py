@@ -12,6 +12,7 @@ import torch
 from adgan._cache import Recent, digest
 from adgan.base import BaseDetector, outlier_labels, resolve_device, split_calibration
 from adgan.errors import CheckpointError, ConfigError, DataError
+from adgan.files import load_state
 
 log = logging.getLogger(__name__)
 
@@ -547,8 +548,7 @@ class ClassicDetector(BaseDetector):
             )
         if self.features == "alexnet":
             from adgan.nets.alexnet import conv_stack
-            from adgan.training import _load_state
 
             net = conv_stack()
-            _load_state(net, state["alexnet"], "detector file", "AlexNet")
+            load_state(net, state["alexnet"], "detector file", "AlexNet")
             self.alexnet_ = net.eval()

@@ -14,6 +14,7 @@ Nothing is ever downloaded by this module.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from adgan.errors import CheckpointError, ConfigError
+from adgan.files import fingerprint, safe_torch_load
+from adgan.torch_utils import seeded
 
 #: ImageNet channel statistics torchvision's pretrained AlexNet expects, on [0, 1] pixels
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -91,12 +94,8 @@ def load_alexnet(weights: str | os.PathLike, seed: int = 0) -> AlexNet:
             + WEIGHTS_HINT
         )
     if isinstance(weights, str) and weights == "random":
-        # fork_rng: seed the initialisation without disturbing the caller's global RNG
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+        with seeded(seed):  # the caller's own random state is left as it was
             return AlexNet().eval()
-    from adgan.base import safe_torch_load
-
     state = safe_torch_load(weights, "AlexNet weights")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{weights}: not an AlexNet state dict; {WEIGHTS_HINT}")
@@ -149,3 +148,37 @@ def conv_features(
         x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device)
         out.append(features(preprocess(x, size)).flatten(1).cpu().numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+#: the features of recent image sets (float32), keyed by a fingerprint of the weights, the
+#: size and the images, at most ``FEATURE_CACHE_ITEMS`` of them and ``FEATURE_CACHE_BYTES``
+#: in all: the four *-alexnet methods of one evaluation see the same images
+FEATURE_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
+FEATURE_CACHE_ITEMS = 4
+FEATURE_CACHE_BYTES = 2**30
+
+
+def cached_conv_features(
+    features: nn.Module,
+    images: np.ndarray,
+    size: int = 224,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """``conv_features`` as float32 (its values are float32 products, so exact), computed
+    once for the same weights, size and images while they stay in ``FEATURE_CACHE``."""
+    key = fingerprint(
+        features.state_dict(), str(size), str((images.shape, images.dtype.str)), images
+    )
+    out = FEATURE_CACHE.get(key)
+    if out is None:
+        out = conv_features(features, images, size, batch_size, device).astype(np.float32)
+        if out.nbytes <= FEATURE_CACHE_BYTES:
+            FEATURE_CACHE[key] = out
+        while len(FEATURE_CACHE) > FEATURE_CACHE_ITEMS or (
+            sum(v.nbytes for v in FEATURE_CACHE.values()) > FEATURE_CACHE_BYTES
+        ):
+            FEATURE_CACHE.popitem(last=False)
+    else:
+        FEATURE_CACHE.move_to_end(key)
+    return out

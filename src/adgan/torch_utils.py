@@ -1,4 +1,4 @@
-"""Small torch helpers shared by training and the search."""
+"""Small torch helpers shared by training, the detectors and the search."""
 
 from __future__ import annotations
 
@@ -28,3 +28,12 @@ def flush_denormals() -> Iterator[None]:
         _depth -= 1
         if _depth == 0:
             torch.set_flush_denormal(False)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's global CPU random numbers seeded with ``seed`` inside the block (to build
+    networks with a reproducible initialisation), the caller's own state restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield

@@ -1,0 +1,41 @@
+"""The one progress-bar helper: a tqdm bar where asked for, else an object that does
+nothing, so callers need no ``if bar is not None``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class _Silent:
+    n = 0
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def progress_bar(enabled: bool, total: int, desc: str, unit: str, initial: int = 0):
+    """A context manager and bar with ``update``, ``set_postfix``, ``set_postfix_str`` and
+    ``close``: tqdm's when ``enabled``, a silent one otherwise."""
+    if not enabled:
+        return _Silent()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, initial=initial)
