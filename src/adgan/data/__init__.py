@@ -15,76 +15,22 @@ Examples
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from adgan.errors import ConfigError, DataError
-
-
-@dataclass
-class ImageSet:
-    """Images with optional labels, per-image names and class names.
-
-    Attributes
-    ----------
-    images : ndarray
-        uint8, shape (N, C, H, W).
-    labels : ndarray or None
-        int64, shape (N,); None when unlabelled.
-    names : list of str or None
-        Per-image id (the file path relative to the folder for folder datasets).
-    classes : list of str or None
-        Class names indexed by label, when known.
-    skipped : list of (str, str)
-        (path, reason) of files left out while loading with ``on_error="skip"``.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray | None = None
-    names: list[str] | None = None
-    classes: list[str] | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 4:
-            raise DataError(f"images must have shape (N, C, H, W), got {self.images.shape}")
-        n = len(self.images)
-        if self.labels is not None and len(self.labels) != n:
-            raise DataError(f"{len(self.labels)} labels for {n} images")
-        if self.names is not None and len(self.names) != n:
-            raise DataError(f"{len(self.names)} names for {n} images")
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def subset(self, idx: np.ndarray | list[int] | slice) -> ImageSet:
-        """Return the images selected by ``idx`` (indices, boolean mask or slice)."""
-        # Resolve masks and slices to positions once so names stay aligned with the arrays.
-        pos = np.arange(len(self))[idx]
-        return ImageSet(
-            images=self.images[pos],
-            labels=None if self.labels is None else self.labels[pos],
-            names=None if self.names is None else [self.names[i] for i in pos],
-            classes=None if self.classes is None else list(self.classes),
-            skipped=list(self.skipped),
-        )
-
-
-# The loaders import ImageSet from this module, so they are imported after its definition.
-from adgan.data.cifar10 import load_cifar10  # noqa: E402
-from adgan.data.digits import load_digits  # noqa: E402
-from adgan.data.folder import iter_image_files, load_folder, read_image  # noqa: E402
-from adgan.data.mnist import load_mnist  # noqa: E402
-from adgan.data.splits import OneVsAll, one_vs_all  # noqa: E402
-from adgan.data.transforms import (  # noqa: E402
+from adgan.data.cifar10 import load_cifar10
+from adgan.data.digits import load_digits
+from adgan.data.folder import iter_image_files, load_folder, read_image
+from adgan.data.imageset import ImageSet
+from adgan.data.mnist import load_mnist
+from adgan.data.splits import OneVsAll, one_vs_all
+from adgan.data.transforms import (
     center_crop_resize,
     convert_channels,
     resize_images,
     to_float,
     to_uint8,
 )
+from adgan.errors import ConfigError, DataError
 
 DATASETS = ("digits", "mnist", "cifar10")
 ENV_VAR = "ADGAN_DATA"

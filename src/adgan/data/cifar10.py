@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from adgan.data import ImageSet
+from adgan.data.imageset import ImageSet
 from adgan.errors import DataError
 
 try:

@@ -3,38 +3,19 @@ an LSUN-style lmdb database (keys -> encoded image bytes), never loaded whole.""
 
 from __future__ import annotations
 
-import io
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from adgan.data.folder import _convert, _ImageError, iter_image_files
-from adgan.data.transforms import center_crop_resize
+from adgan.data.decode import ImageError, decode_image
+from adgan.data.folder import iter_image_files
 from adgan.errors import ConfigError, DataError
 
 
 def is_lmdb(path: str | Path) -> bool:
     p = Path(path)
     return (p.is_dir() and (p / "data.mdb").is_file()) or (p.is_file() and p.suffix == ".mdb")
-
-
-def decode_image(data: bytes, channels: int, size: int | None, where: str) -> np.ndarray:
-    """Encoded image bytes -> uint8 (C, H, W): converted, centre-cropped and resized."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.seek(0)
-            img.load()
-            img = _convert(img, channels)
-            if size is not None:
-                img = center_crop_resize(img, size)
-            arr = np.asarray(img, dtype=np.uint8)
-    except Exception as e:  # decoders raise many kinds of errors on corrupt data
-        msg = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))  # no addresses
-        raise _ImageError(Path(where), f"unreadable image ({type(e).__name__}: {msg})") from e
-    return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
 
 
 class Collection:
@@ -73,16 +54,16 @@ class Collection:
         if self.kind == "folder":
             path = self._files.get(id_)
             if path is None:
-                raise _ImageError(Path(id_), f"not in {self.path}")
+                raise ImageError(Path(id_), f"not in {self.path}")
             try:
                 data = path.read_bytes()
             except OSError as exc:  # permissions, a broken link, a vanished file
-                raise _ImageError(path, f"unreadable file ({exc.strerror or exc})") from exc
+                raise ImageError(path, f"unreadable file ({exc.strerror or exc})") from exc
             return decode_image(data, self.channels, self.size, str(path))
         with self._env.begin() as txn:
             data = txn.get(id_.encode("utf-8", errors="surrogateescape"))
         if data is None:
-            raise _ImageError(Path(id_), "key not found in the database")
+            raise ImageError(Path(id_), "key not found in the database")
         return decode_image(data, self.channels, self.size, id_)
 
     def load(self, limit: int | None = None) -> tuple[np.ndarray, list[str]]:

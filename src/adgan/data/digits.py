@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.datasets import load_digits as _sk_load_digits
 from sklearn.model_selection import train_test_split
 
-from adgan.data import ImageSet
+from adgan.data.imageset import ImageSet
 from adgan.errors import ConfigError
 
 

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, features
+from PIL import features
 
-from adgan.data import ImageSet
-from adgan.data.transforms import center_crop_resize
+from adgan.data.decode import ImageError, decode_image
+from adgan.data.imageset import ImageSet
 from adgan.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -18,8 +18,6 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif"} | ({".webp"} if features.check("webp") else set())
 )
-_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
-_16BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def iter_image_files(path: str | os.PathLike[str]) -> list[Path]:
@@ -49,7 +47,7 @@ def read_image(path: str | os.PathLike[str], channels: int, size: int | None) ->
     """
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
-    return _read(Path(path), channels, size)
+    return decode_image(Path(path), channels, size)
 
 
 def load_folder(
@@ -108,8 +106,8 @@ def load_folder(
     skipped: list[tuple[str, str]] = []
     for i, f in enumerate(files):
         try:
-            arr = _read(f, channels, size)
-        except _ImageError as e:
+            arr = decode_image(f, channels, size)
+        except ImageError as e:
             if on_error == "raise":
                 raise
             logger.warning("skipping %s", e)
@@ -137,47 +135,3 @@ def load_folder(
         labels = np.array([class_of[rel[i].split("/", 1)[0]] for i in kept], dtype=np.int64)
     logger.info("loaded %d images %s from %s", len(images), images.shape[1:], root)
     return ImageSet(images, labels, [rel[i] for i in kept], classes, skipped)
-
-
-class _ImageError(DataError):
-    """An unreadable image; ``reason`` is the message without the file name."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.reason = reason
-
-
-def _read(path: Path, channels: int | None, size: int | None) -> np.ndarray:
-    """Read ``path``; with ``channels`` None, gray images give 1 channel and others 3."""
-    try:
-        with Image.open(path) as img:
-            img.seek(0)  # first frame of animated GIF / WebP
-            img.load()
-            img = _convert(img, channels)
-            if size is not None:
-                img = center_crop_resize(img, size)
-            arr = np.asarray(img, dtype=np.uint8)
-    except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, ... on bad files
-        raise _ImageError(path, f"unreadable image ({type(e).__name__}: {e})") from e
-    return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))  # (C, H, W)
-
-
-def _convert(img: Image.Image, channels: int | None) -> Image.Image:
-    if channels is None:
-        channels = 1 if _is_gray(img) else 3
-    if img.mode in _16BIT_MODES or img.mode == "I":
-        # PIL clips values above 255 when converting to 'L'; scale 16-bit data down instead.
-        wide = np.asarray(img, dtype=np.float64)
-        if img.mode != "I" or wide.max(initial=0) > 255:
-            wide = wide / 257.0
-        img = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8))
-    return img.convert("L" if channels == 1 else "RGB")
-
-
-def _is_gray(img: Image.Image) -> bool:
-    if img.mode in _GRAY_MODES:
-        return True
-    if img.mode in ("P", "PA"):
-        palette = img.getpalette("RGB") or []
-        return palette[0::3] == palette[1::3] == palette[2::3]
-    return False

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adgan.data import ImageSet
+from adgan.data.imageset import ImageSet
 from adgan.errors import DataError
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adgan.data import ImageSet
+from adgan.data.imageset import ImageSet
 from adgan.errors import ConfigError, DataError
 
 
