@@ -1,4 +1,4 @@
-"""The compiled CPU kernels (adgan._native) layer by layer against torch's operations.
+"""The compiled CPU kernels (adgan.search.native) layer by layer against torch's operations.
 
 For each layer of a DCGAN generator, on one thread and for a chunk of pairs with their own
 weights (12 by default, as a worker holds at the paper's settings on 2 cores), the best of
@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_profile import best_seconds  # noqa: E402
 
-from adgan import _native
 from adgan.nets.dcgan import DCGANConfig, Generator
-from adgan.search import _CACHE_BYTES, _DIRECT_MIN_HW, _NATIVE_MAX_HW, _adam_
+from adgan.search import native
+from adgan.search.fused import CACHE_BYTES, DIRECT_MIN_HW, NATIVE_MAX_HW, adam_step
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    lib = _native.load(torch.float32)
+    lib = native.load(torch.float32)
     if lib is None:
         raise SystemExit("the compiled kernel could not be built here (no C compiler?)")
     gen = Generator(
@@ -72,7 +72,7 @@ def main() -> None:
         dT = torch.randn(P, HW, N, generator=g)
         dcols = dT.transpose(1, 2).contiguous()
         # backward and Adam, torch: the search's slices of pairs sized for the cache
-        sub = max(1, min(P, _CACHE_BYTES // 2 // (2 * cin * N * 4)))
+        sub = max(1, min(P, CACHE_BYTES // 2 // (2 * cin * N * 4)))
         gbuf = torch.empty(sub, cin, N)
         d_t = torch.empty(P, cin, HW)
         Wt, mt, vt = W.clone(), m.clone(), v.clone()
@@ -82,14 +82,14 @@ def main() -> None:
                 b = min(P, a + sub)
                 torch.bmm(Wt[a:b], dcols[a:b], out=d_t[a:b])
                 torch.bmm(h[a:b], dcols[a:b].transpose(1, 2), out=gbuf[: b - a])
-                _adam_([Wt[a:b]], [gbuf[: b - a]], [mt[a:b]], [vt[a:b]], step, 1e-4,
+                adam_step([Wt[a:b]], [gbuf[: b - a]], [mt[a:b]], [vt[a:b]], step, 1e-4,
                        _Cfg)  # fmt: skip
 
         Wc, mc, vc = W.clone(), m.clone(), v.clone()
         d_c, work = torch.empty(P, cin, HW), torch.empty(4 * N)
 
         def comp_bwd(Wc=Wc, mc=mc, vc=vc, h=h, dT=dT, d_c=d_c, work=work):
-            _native.conv_backward_adam(lib, Wc, mc, vc, dT, h, d_c, work, None, 1e-4,
+            native.conv_backward_adam(lib, Wc, mc, vc, dT, h, d_c, work, None, 1e-4,
                                        _Cfg.betas, _Cfg.eps, 3)  # fmt: skip
 
         torch_bwd()
@@ -101,7 +101,7 @@ def main() -> None:
             raise SystemExit(f"layer {i}: the compiled backward pass disagrees with torch")
         tt, tc = best_seconds(torch_bwd, args.reps), best_seconds(comp_bwd, args.reps)
         flop = 4.0 * P * cin * N * HW
-        where = "compiled" if HW <= _NATIVE_MAX_HW else "torch"
+        where = "compiled" if HW <= NATIVE_MAX_HW else "torch"
         gbs = 24.0 * P * cin * N / tc / 1e9
         print(f"{name:>22} {'backward':>9} {tt * 1e3:>9.2f} {tc * 1e3:>11.2f} {tt / tc:>8.2f} "
               f"{flop / tc / 1e9:>8.1f} {gbs:>6.1f}  {where}")  # fmt: skip
@@ -111,7 +111,7 @@ def main() -> None:
             a_t, a_c = torch.empty(P, cout, S, S), torch.empty(P, cout, S, S)
 
             def torch_fwd(W=W, h=h, cols=cols, cols_t=cols_t, a_t=a_t, S=S, k=k, HW=HW):
-                if HW >= _DIRECT_MIN_HW:
+                if HW >= DIRECT_MIN_HW:
                     torch.bmm(W.transpose(1, 2), h, out=cols)
                 else:
                     torch.bmm(h.transpose(1, 2), W, out=cols_t)
@@ -121,8 +121,8 @@ def main() -> None:
             ct2 = torch.empty(P, HW, N)
 
             def comp_fwd(W=W, h=h, ct2=ct2, a_c=a_c, k=k):
-                _native.forward(lib, h, W, ct2)
-                _native.fold(lib, ct2, a_c, k)
+                native.forward(lib, h, W, ct2)
+                native.fold(lib, ct2, a_c, k)
 
             torch_fwd()
             comp_fwd()

@@ -3,7 +3,7 @@ products (torch.profiler) by shape.
 
 Profiles ``latent_search`` (the default fused kernel, 64 seeds, 5 steps) on the 32x32 RGB
 DCGAN generator of ``search_speed.py`` (width 64, latent 256) for a few images. Prints the
-share of the compiled kernels (adgan._native, where they could be built) in one timed call,
+share of the compiled kernels (adgan.search.native, where they could be built) in one timed call,
 with their GFLOP/s and the rate at which the backward kernel moves each pair's weights and
 moments; then torch's operators by self time and each batched product's shape with its
 GFLOP/s (in a second, profiled call); then times the 4x4 -> 8x8 layer's per-pair product
@@ -26,13 +26,12 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from adgan import _native
 from adgan.nets.dcgan import DCGANConfig, Generator
-from adgan.search import SearchConfig, latent_search
+from adgan.search import SearchConfig, latent_search, native
 
 
 class NativeTimer:
-    """Wall time, calls, FLOPs and bytes of the compiled kernels (adgan._native), which
+    """Wall time, calls, FLOPs and bytes of the compiled kernels (adgan.search.native), which
     torch.profiler does not see: wraps the module's functions while active."""
 
     NAMES = ("conv_backward_adam", "forward", "fold", "patches")
@@ -41,14 +40,14 @@ class NativeTimer:
         self.stats = {n: [0.0, 0, 0.0, 0.0] for n in self.NAMES}  # seconds, calls, flop, bytes
 
     def __enter__(self):
-        self.real = {n: getattr(_native, n) for n in self.NAMES}
+        self.real = {n: getattr(native, n) for n in self.NAMES}
         for n in self.NAMES:
-            setattr(_native, n, self._wrap(n, self.real[n]))
+            setattr(native, n, self._wrap(n, self.real[n]))
         return self
 
     def __exit__(self, *exc):
         for n, f in self.real.items():
-            setattr(_native, n, f)
+            setattr(native, n, f)
 
     def _wrap(self, name, f):
         def timed(lib, *args, **kw):
@@ -105,7 +104,7 @@ def main() -> None:
         t = time.perf_counter()
         latent_search(gen, x, z0, cfg)
         wall = time.perf_counter() - t
-    print(f"\ncompiled kernels (adgan._native; not seen by torch.profiler), {wall:.2f} s timed:")
+    print(f"\ncompiled kernels (search.native; not seen by torch.profiler), {wall:.2f} s timed:")
     for name, (secs, calls, flop, byt) in nat.stats.items():
         if calls:
             extra = f"  {flop / secs / 1e9:6.1f} GFLOP/s" if flop else ""
@@ -139,11 +138,11 @@ def main() -> None:
     print(f"\n{P} products ({rows}x{cin}) @ ({cin}x{cols}): {small / 1e9:.1f} GFLOP/s; "
           f"one (400x{cin}) @ ({cin}x{cols}): {large / 1e9:.1f} GFLOP/s; "
           f"ratio {large / small:.2f}")  # fmt: skip
-    lib = _native.load(torch.float32)
+    lib = native.load(torch.float32)
     if lib is not None:  # the same per-pair products, compiled
         hT, outT = h.transpose(1, 2).contiguous(), torch.empty(P, rows, cols)
-        comp = 2 * P * rows * cin * cols / best_seconds(lambda: _native.forward(lib, hT, W, outT))
-        print(f"the same {P} products compiled (adgan._native.forward): {comp / 1e9:.1f} GFLOP/s")
+        comp = 2 * P * rows * cin * cols / best_seconds(lambda: native.forward(lib, hT, W, outT))
+        print(f"the same {P} products compiled (search.native.forward): {comp / 1e9:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ the bound these two rates put on the matmul fraction, and the peak memory of eac
 variant runs in its own process). At the paper's settings (64 seeds, 5 steps) and at 8
 seeds. On a CPU with several threads, the fused kernel also runs with one worker (every
 operation split across torch's threads), beside its default of one chunk per thread; and where
-the compiled CPU kernel (adgan._native) could be built, the fused kernel also runs on torch's
+the compiled CPU kernel (adgan.search.native) could be built, the fused kernel also runs on torch's
 operations alone ("torch ops").
 
     python benchmarks/search_speed.py --quick      # 2 CPU cores: a few minutes
@@ -154,9 +154,9 @@ def _worker(args, kernel, seeds, n_images, q, workers=None, native=True):
 
 
 def _has_native() -> bool:
-    from adgan import _native
+    from adgan.search import native
 
-    return _native.load(torch.float32) is not None
+    return native.load(torch.float32) is not None
 
 
 def _stream_worker(device, q):
@@ -224,11 +224,11 @@ def main() -> None:
         and args.device == "cpu"
         and (args.workers or torch.get_num_threads()) > 1
     )
-    # the compiled backward pass and update (adgan._native) against torch's operations alone,
+    # the compiled backward pass and update (adgan.search.native) against torch's operations alone,
     # where it could be built
     with_native = args.kernel in ("fused", "auto") and args.device == "cpu" and _has_native()
     if args.device == "cpu":
-        print(f"compiled CPU kernel (adgan._native): {'yes' if _has_native() else 'no'}")
+        print(f"compiled CPU kernel (adgan.search.native): {'yes' if _has_native() else 'no'}")
     for seeds in (8, 64):
         loop = run(args, "loop", seeds, args.loop_images)
         fast = run(args, args.kernel, seeds, args.images, args.workers)

@@ -1,4 +1,4 @@
-"""The search's compiled CPU kernel (adgan._native): against per-pair torch products and
+"""The search's compiled CPU kernel (adgan.search.native): against per-pair torch products and
 torch.optim.Adam, inside the search against torch's operations and the plain loop, and its
 build, cache and fallbacks."""
 
@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import adgan.search as search
-from adgan import _native
 from adgan.nets.dcgan import DCGANConfig, Generator
-from adgan.search import SearchConfig, latent_search
+from adgan.search import SearchConfig, latent_search, native
 
-needs_cc = pytest.mark.skipif(_native._compiler() is None, reason="no C compiler")
+needs_cc = pytest.mark.skipif(native.compiler() is None, reason="no C compiler")
 
 
 def _adam(W, m, v, g, lr, betas, eps, step):
@@ -34,7 +32,7 @@ def _adam(W, m, v, g, lr, betas, eps, step):
 @pytest.mark.parametrize("cin,N,HW", [(6, 64, 1), (5, 32, 7), (9, 48, 16), (4, 16, 3), (8, 16, 9)])
 @pytest.mark.parametrize("first,with_din", [(False, True), (True, False), (False, False)])
 def test_kernel_equals_per_pair_products_and_torch_adam(dtype, cin, N, HW, first, with_din):
-    lib = _native.load(dtype)
+    lib = native.load(dtype)
     assert lib is not None
     gen = torch.Generator().manual_seed(cin * N + HW)
     P, lr, betas, eps, step = 3, 1e-2, (0.5, 0.999), 1e-8, 1 if first else 3
@@ -47,7 +45,7 @@ def test_kernel_equals_per_pair_products_and_torch_adam(dtype, cin, N, HW, first
     d_in = torch.full((P, cin, HW), float("nan"), dtype=dtype) if with_din else None
     before = W.clone(), m.clone(), v.clone()
     work = torch.empty(4 * N, dtype=dtype)
-    _native.conv_backward_adam(lib, W, m, v, dT, hin, d_in, work, shared, lr, betas, eps, step)
+    native.conv_backward_adam(lib, W, m, v, dT, hin, d_in, work, shared, lr, betas, eps, step)
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=1e-5)
     for p in range(P):  # a plain loop over pairs
         src = shared if first else before[0][p]
@@ -65,13 +63,13 @@ def test_kernel_equals_per_pair_products_and_torch_adam(dtype, cin, N, HW, first
                                       (3, 112, 3), (7, 32, 16), (2, 16, 49)])  # fmt: skip
 def test_forward_product_equals_per_pair_products(dtype, cin, N, HW):
     # position blocks of 16, 8, 4, 2 and 1, vector blocks with tails, row blocks of 32 + tail
-    lib = _native.load(dtype)
+    lib = native.load(dtype)
     gen = torch.Generator().manual_seed(cin + N + HW)
     P = 3
     h = torch.randn(P, cin, HW, dtype=dtype, generator=gen)
     W = torch.randn(P, cin, N, dtype=dtype, generator=gen)
     out = torch.full((P, HW, N), float("nan"), dtype=dtype)
-    _native.forward(lib, h, W, out)
+    native.forward(lib, h, W, out)
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     for p in range(P):
         torch.testing.assert_close(out[p], h[p].T @ W[p], **tol)
@@ -81,23 +79,23 @@ def test_forward_product_equals_per_pair_products(dtype, cin, N, HW):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("C,side,k", [(1, 7, 4), (3, 4, 4), (2, 1, 4), (5, 3, 2)])
 def test_fold_and_patches_equal_torch_fold_and_unfold(dtype, C, side, k):
-    lib = _native.load(dtype)
+    lib = native.load(dtype)
     P, S = 2, 2 * side
     gen = torch.Generator().manual_seed(C * side * k)
     cols = torch.randn(P, side * side, C * k * k, dtype=dtype, generator=gen)
     out = torch.full((P, C, S, S), float("nan"), dtype=dtype)
     if k != 4:  # DCGAN's kernel only
         with pytest.raises(ValueError, match="k = 4"):
-            _native.fold(lib, cols, out, k)
+            native.fold(lib, cols, out, k)
         return
-    _native.fold(lib, cols, out, k)
+    native.fold(lib, cols, out, k)
     want = torch.nn.functional.fold(cols.transpose(1, 2), (S, S), k, padding=1, stride=2)
     torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-5)
     # the patches of a map S x S for a stride-2 transposed convolution's backward pass
     d = torch.randn(P, C, S, S, dtype=dtype, generator=gen)
     dp = torch.nn.functional.pad(d, (1, 1, 1, 1))
     got = torch.full((P, side * side, C * k * k), float("nan"), dtype=dtype)
-    _native.patches(lib, dp, k, got)
+    native.patches(lib, dp, k, got)
     want = torch.nn.functional.unfold(d, k, padding=1, stride=2).transpose(1, 2)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
@@ -127,14 +125,14 @@ def test_search_with_the_kernel_equals_torch_ops_and_the_plain_loop(
     x = torch.rand(3, channels, size, size, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
     cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=8)
-    calls, real = [], _native.conv_backward_adam
+    calls, real = [], native.conv_backward_adam
 
     def spy(lib, W, m, v, dT, hin, d_in, work, shared, *args, **kw):
         name = threading.current_thread().name
         calls.append((dT.shape[1], shared is not None, d_in is not None, name))
         return real(lib, W, m, v, dT, hin, d_in, work, shared, *args, **kw)
 
-    monkeypatch.setattr(search._native, "conv_backward_adam", spy)
+    monkeypatch.setattr(native, "conv_backward_adam", spy)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -178,27 +176,27 @@ def test_float32_search_with_the_kernel_matches_torch_ops():
 @needs_cc
 def test_the_build_is_cached_and_written_whole(monkeypatch, tmp_path):
     monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_native, "_libs", {})
-    assert _native.load(torch.float32) is not None
+    monkeypatch.setattr(native, "_libs", {})
+    assert native.load(torch.float32) is not None
     built = sorted((tmp_path / "native").iterdir())
     assert len(built) == 1 and built[0].suffix == ".so"  # no temporary file left
     stamp = built[0].stat().st_mtime_ns
-    monkeypatch.setattr(_native, "_libs", {})
-    assert _native.load(torch.float32) is not None
+    monkeypatch.setattr(native, "_libs", {})
+    assert native.load(torch.float32) is not None
     assert sorted((tmp_path / "native").iterdir()) == built
     assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
-    assert _native.load(torch.float64) is not None
+    assert native.load(torch.float64) is not None
     assert len(list((tmp_path / "native").iterdir())) == 2
 
 
 def test_other_dtypes_have_no_compiled_kernel():
-    assert _native.load(torch.bfloat16) is None and _native.load(torch.float16) is None
+    assert native.load(torch.bfloat16) is None and native.load(torch.float16) is None
 
 
 @pytest.mark.parametrize("how", ["disabled", "no compiler", "compiler fails"])
 def test_without_the_kernel_the_search_runs_on_torch_ops(monkeypatch, tmp_path, how):
     monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_native, "_libs", {})
+    monkeypatch.setattr(native, "_libs", {})
     if how == "disabled":
         monkeypatch.setenv("ADGAN_NATIVE", "0")
     elif how == "no compiler":
@@ -211,13 +209,13 @@ def test_without_the_kernel_the_search_runs_on_torch_ops(monkeypatch, tmp_path, 
         fake.write_text(script)  # logs its calls, names itself, fails every build
         fake.chmod(0o755)
         monkeypatch.setenv("CC", f"{fake} -DANY_FLAG")  # a compiler command with a flag
-    assert _native.load(torch.float64) is None
+    assert native.load(torch.float64) is None
     if how == "compiler fails":
         files = sorted(p.suffix for p in (tmp_path / "native").iterdir())
         assert files == [".failed", ".failed"]  # with and without -march=native; no .so left
         assert len(calls.read_text().splitlines()) == 3  # --version, then two builds
-        monkeypatch.setattr(_native, "_libs", {})
-        assert _native.load(torch.float64) is None  # the failure is remembered
+        monkeypatch.setattr(native, "_libs", {})
+        assert native.load(torch.float64) is None  # the failure is remembered
         assert len(calls.read_text().splitlines()) == 4  # --version only
     g = _generator(size=16)
     x = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
@@ -230,41 +228,41 @@ def test_without_the_kernel_the_search_runs_on_torch_ops(monkeypatch, tmp_path, 
 
 @needs_cc
 def test_the_kernel_refuses_mismatched_tensors():
-    lib = _native.load(torch.float32)
+    lib = native.load(torch.float32)
     W = torch.zeros(2, 4, 16)
     args = dict(m=torch.zeros(2, 4, 16), v=torch.zeros(2, 4, 16), dT=torch.zeros(2, 3, 16),
                 hin=torch.zeros(2, 4, 3), d_in=None, work=torch.zeros(64), shared=None,
                 lr=1e-3, betas=(0.5, 0.999), eps=1e-8, step=1)  # fmt: skip
-    _native.conv_backward_adam(lib, W, **args)
+    native.conv_backward_adam(lib, W, **args)
     with pytest.raises(ValueError, match="hin"):
-        _native.conv_backward_adam(lib, W, **{**args, "hin": torch.zeros(2, 4, 5)})
+        native.conv_backward_adam(lib, W, **{**args, "hin": torch.zeros(2, 4, 5)})
     with pytest.raises(ValueError, match="dT"):
-        _native.conv_backward_adam(lib, W, **{**args, "dT": torch.zeros(2, 16, 3).transpose(1, 2)})
+        native.conv_backward_adam(lib, W, **{**args, "dT": torch.zeros(2, 16, 3).transpose(1, 2)})
     with pytest.raises(ValueError, match="m: .*float32"):
-        _native.conv_backward_adam(lib, W, **{**args, "m": torch.zeros(2, 4, 16).double()})
+        native.conv_backward_adam(lib, W, **{**args, "m": torch.zeros(2, 4, 16).double()})
     with pytest.raises(ValueError, match="work"):
-        _native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(8)})
+        native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(8)})
     with pytest.raises(ValueError, match="work"):  # not contiguous
-        _native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(1).expand(64)})
+        native.conv_backward_adam(lib, W, **{**args, "work": torch.zeros(1).expand(64)})
     with pytest.raises(ValueError, match="step"):
-        _native.conv_backward_adam(lib, W, **{**args, "step": 0})
+        native.conv_backward_adam(lib, W, **{**args, "step": 0})
     # tensors of another dtype than the library's own
-    lib64 = _native.load(torch.float64)
+    lib64 = native.load(torch.float64)
     with pytest.raises(ValueError, match="float64"):
-        _native.fold(lib64, torch.zeros(1, 16, 16), torch.zeros(1, 1, 8, 8), 4)
+        native.fold(lib64, torch.zeros(1, 16, 16), torch.zeros(1, 1, 8, 8), 4)
     with pytest.raises(ValueError, match="float64"):
-        _native.conv_backward_adam(lib64, W, **args)
+        native.conv_backward_adam(lib64, W, **args)
     # empty sizes: no pairs is nothing to do, an empty layer is an error
-    _native.forward(lib, torch.zeros(0, 4, 3), torch.zeros(0, 4, 16), torch.zeros(0, 3, 16))
+    native.forward(lib, torch.zeros(0, 4, 3), torch.zeros(0, 4, 16), torch.zeros(0, 3, 16))
     with pytest.raises(ValueError, match="positive"):
-        _native.forward(lib, torch.zeros(2, 0, 3), torch.zeros(2, 0, 16), torch.zeros(2, 3, 16))
+        native.forward(lib, torch.zeros(2, 0, 3), torch.zeros(2, 0, 16), torch.zeros(2, 3, 16))
     with pytest.raises(ValueError, match="out"):
-        _native.forward(lib, torch.zeros(2, 4, 3), W, torch.zeros(2, 16, 3))
+        native.forward(lib, torch.zeros(2, 4, 3), W, torch.zeros(2, 16, 3))
     with pytest.raises(ValueError, match="multiple"):
-        _native.forward(lib, torch.zeros(2, 4, 3), torch.zeros(2, 4, 8), torch.zeros(2, 3, 8))
+        native.forward(lib, torch.zeros(2, 4, 3), torch.zeros(2, 4, 8), torch.zeros(2, 3, 8))
     with pytest.raises(ValueError, match="cols"):
-        _native.fold(lib, torch.zeros(2, 5, 16), torch.zeros(2, 1, 4, 4), 4)
+        native.fold(lib, torch.zeros(2, 5, 16), torch.zeros(2, 1, 4, 4), 4)
     with pytest.raises(ValueError, match="out"):
-        _native.fold(lib, torch.zeros(2, 4, 16), torch.zeros(2, 1, 2, 2), 4)
+        native.fold(lib, torch.zeros(2, 4, 16), torch.zeros(2, 1, 2, 2), 4)
     with pytest.raises(ValueError, match="out"):
-        _native.patches(lib, torch.zeros(2, 1, 6, 6), 4, torch.zeros(2, 4, 4))
+        native.patches(lib, torch.zeros(2, 1, 6, 6), 4, torch.zeros(2, 4, 4))

@@ -77,16 +77,16 @@ def test_bn_stats_is_checked():
 def test_fused_updates_a_few_pairs_at_a_time_equal_the_plain_loop(monkeypatch, cache_bytes):
     # a tiny cache budget makes every layer's Adam run one pair (or a few) at a time, with
     # the last group of a chunk shorter than the others
-    import adgan.search as search
+    from adgan.search import chunks, fused
 
-    monkeypatch.setattr(search, "_CACHE_BYTES", cache_bytes)
+    monkeypatch.setattr(fused, "CACHE_BYTES", cache_bytes)
     g = _generator(size=16, channels=3)
     x = torch.rand(4, 3, 16, 16, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(4, 6, dtype=torch.float64)
     cfg = dict(n_seeds=4, steps=3)
     # two chunks of 8 pairs; with 20000 bytes the last layer's Adam takes 6 pairs, then 2
     fast = latent_search(g, x, z0, SearchConfig(**cfg, max_pairs=8, kernel="fused", workers=1))
-    kernel = search._KERNELS[g][(torch.float64, torch.device("cpu"), 0)]
+    kernel = chunks.FUSED_KERNELS[g][(torch.float64, torch.device("cpu"), 0)]
     assert kernel.capacity == 8
     assert max(s for s in kernel.sub if s < 8) == (1 if cache_bytes == 1 else 6)
     slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"))
@@ -176,17 +176,17 @@ def test_prior_log_density_is_mean_over_seeds():
 
 @pytest.mark.parametrize("channels,side,k", [(3, 16, 4), (5, 4, 4), (2, 7, 4)])
 def test_patches_equal_unfold(channels, side, k):
-    from adgan.search import _patches
+    from adgan.search.fused import unfold_patches
 
     d = torch.randn(3, channels, 2 * side, 2 * side)
     ref = torch.nn.functional.unfold(d, kernel_size=k, stride=2, padding=1)
     dp = torch.nn.functional.pad(d, (1, 1, 1, 1))
-    assert torch.equal(_patches(dp, k, side), ref)
+    assert torch.equal(unfold_patches(dp, k, side), ref)
     # into a given buffer, from a padded map that is a view inside a larger one
     big = torch.randn(5, channels, 2 * side + 2, 2 * side + 2)
     big[1:4] = dp
     out = torch.full_like(ref, float("nan"))
-    assert _patches(big[1:4], k, side, out=out) is out
+    assert unfold_patches(big[1:4], k, side, out=out) is out
     assert torch.equal(out, ref)
 
 
@@ -216,16 +216,16 @@ def test_worker_threads_equal_one_worker_and_the_plain_loop(monkeypatch, bn_stat
     cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=8 if bn_stats == "seeds" else 4)
     import threading
 
-    import adgan.search as search
+    from adgan.search import fused
 
-    seen, names, real_run = set(), set(), search.FusedKernel.run
+    seen, names, real_run = set(), set(), fused.FusedKernel.run
 
     def run(self, *args):
         seen.add(torch.get_num_threads())
         names.add(threading.current_thread().name)
         return real_run(self, *args)
 
-    monkeypatch.setattr(search.FusedKernel, "run", run)
+    monkeypatch.setattr(fused.FusedKernel, "run", run)
     threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -253,10 +253,10 @@ def test_worker_threads_equal_one_worker_and_the_plain_loop(monkeypatch, bn_stat
 def test_an_error_in_a_worker_reaches_the_caller_and_stops_the_others(monkeypatch):
     import threading
 
-    import adgan.search as search
+    from adgan.search import fused
 
     calls = []
-    real_run = search.FusedKernel.run
+    real_run = fused.FusedKernel.run
 
     def failing_run(self, xs, zs, cfg, record):
         calls.append(threading.current_thread().name)
@@ -264,7 +264,7 @@ def test_an_error_in_a_worker_reaches_the_caller_and_stops_the_others(monkeypatc
             raise RuntimeError("chunk failed")
         return real_run(self, xs, zs, cfg, record)
 
-    monkeypatch.setattr(search.FusedKernel, "run", failing_run)
+    monkeypatch.setattr(fused.FusedKernel, "run", failing_run)
     g = _generator()
     x = torch.rand(8, 1, 16, 16, dtype=torch.float64) * 2 - 1
     z0 = torch.randn(2, 6, dtype=torch.float64)
@@ -289,9 +289,9 @@ def test_workers_is_checked():
      (1000, 1, 7, 3), (5, 1, 64, 4), (256, 64, 25, 2), (640, 64, 150, 16), (24, 4, 10, 2)],
 )  # fmt: skip
 def test_chunks_respect_the_budget_and_spread_evenly_over_the_workers(total, unit, budget, workers):
-    from adgan.search import _plan
+    from adgan.search.chunks import plan_chunks
 
-    chunk, used = _plan(total, unit, budget, workers)
+    chunk, used = plan_chunks(total, unit, budget, workers)
     assert chunk % unit == 0 and chunk >= unit and 1 <= used <= workers
     # pairs in flight: within the budget, or one chunk of a single unit when a unit (an
     # image's seeds under "seeds" statistics) is larger than the budget
@@ -317,7 +317,7 @@ def test_the_search_ignores_the_inputs_autograd_history_in_every_worker():
 
 
 def test_workers_default_to_the_threads_while_each_gets_enough_pairs():
-    from adgan.search import _workers
+    from adgan.search.chunks import worker_count as _workers
 
     cpu, cfg = torch.device("cpu"), SearchConfig()
     assert _workers(cfg, "fused", cpu, budget=25, threads=2) == 2

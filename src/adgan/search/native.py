@@ -1,4 +1,4 @@
-"""The search's compiled CPU kernels (``_native.c``): built on first use with the machine's C
+"""The search's compiled CPU kernels (``native.c``): built on first use with the machine's C
 compiler, kept in a cache directory, loaded with ctypes.
 
 Each (image, seed) pair owns a copy of the generator's weights and two Adam moments, and on
@@ -40,7 +40,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("_native.c")
+SOURCE = Path(__file__).with_name("native.c")
 _FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC"]
 _TYPES = {torch.float32: "float", torch.float64: "double"}
 _lock = threading.Lock()
@@ -77,7 +77,7 @@ def _cpu_identity() -> str:
     return "\n".join(sorted(set(keep)))
 
 
-def _compiler() -> list[str] | None:
+def compiler() -> list[str] | None:
     """The C compiler's command: ``CC`` (which may carry flags, as in "gcc -m64"), else
     ``cc``; None where it is not found."""
     try:
@@ -89,7 +89,7 @@ def _compiler() -> list[str] | None:
 
 
 def _build(real: str) -> Path | None:
-    cc = _compiler()
+    cc = compiler()
     if cc is None:
         log.info("adgan: no C compiler found; the search runs on torch's operations only")
         return None

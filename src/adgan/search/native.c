@@ -1,4 +1,4 @@
-/* adgan's compiled kernels for the latent search on CPU (see adgan/_native.py).
+/* adgan's compiled kernels for the latent search on CPU (see adgan/search/native.py).
 
    adgan_conv_backward_adam: one layer's backward products and Adam step for P (image, seed)
    pairs, each with its own copy of the layer's weights W (cin x N, N = cout * k * k), in one
