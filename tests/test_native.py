@@ -179,14 +179,16 @@ def test_the_build_is_cached_and_written_whole(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_libs", {})
     assert native.load(torch.float32) is not None
     built = sorted((tmp_path / "native").iterdir())
-    assert len(built) == 1 and built[0].suffix == ".so"  # no temporary file left
-    stamp = built[0].stat().st_mtime_ns
+    # the library and its digest; no temporary file left
+    assert [p.suffix for p in built] == [".sha256", ".so"]
+    assert built[0].stem == built[1].stem
+    stamp = built[1].stat().st_mtime_ns
     monkeypatch.setattr(native, "_libs", {})
     assert native.load(torch.float32) is not None
     assert sorted((tmp_path / "native").iterdir()) == built
-    assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    assert built[1].stat().st_mtime_ns == stamp  # loaded, not rebuilt
     assert native.load(torch.float64) is not None
-    assert len(list((tmp_path / "native").iterdir())) == 2
+    assert len(list((tmp_path / "native").iterdir())) == 4
 
 
 def test_other_dtypes_have_no_compiled_kernel():
@@ -266,3 +268,100 @@ def test_the_kernel_refuses_mismatched_tensors():
         native.fold(lib, torch.zeros(2, 4, 16), torch.zeros(2, 1, 2, 2), 4)
     with pytest.raises(ValueError, match="out"):
         native.patches(lib, torch.zeros(2, 1, 6, 6), 4, torch.zeros(2, 4, 4))
+
+
+PLANTED = """
+#include <stdio.h>
+__attribute__((constructor)) static void planted(void)
+{
+    FILE *f = fopen("%s", "w");
+    if (f) fclose(f);
+}
+int adgan_native_vector(void) { return 8; }
+"""
+
+
+def _plant(tmp_path, targets, digest: bool):
+    """A library whose constructor writes a marker file, at each of ``targets``, with (or
+    without) the digest file a build writes beside it."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    marker = tmp_path / "planted-code-ran"
+    src = tmp_path / "planted.c"
+    src.write_text(PLANTED % marker)
+    so = tmp_path / "planted.so"
+    subprocess.run([*native.compiler(), "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
+    for target, _ in targets:
+        shutil.copy(so, target)
+        if digest:
+            target.with_suffix(".sha256").write_text(hashlib.sha256(so.read_bytes()).hexdigest())
+    return marker
+
+
+@needs_cc
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX file ownership")
+@pytest.mark.parametrize("shared", ["cache", "native"])
+def test_a_library_planted_in_a_shared_cache_directory_is_not_loaded(
+    monkeypatch, tmp_path, caplog, shared
+):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ADGAN_CACHE_DIR", str(root))
+    monkeypatch.setattr(native, "_libs", {})
+    monkeypatch.setattr(native, "_warned", set())
+    targets = native.library_targets(native.compiler(), "double")  # makes the folders
+    marker = _plant(tmp_path, targets, digest=True)  # even with the right digest beside it
+    (root if shared == "cache" else root / "native").chmod(0o777)  # anyone may write there
+    with caplog.at_level("WARNING", logger="adgan.search.native"):
+        assert native.load(torch.float64) is None
+        native.load(torch.float64)
+    assert not marker.exists()  # its code never ran
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "others can write to it" in warnings[0].getMessage()
+    # the search runs on torch's operations
+    g = _generator(size=16)
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(2, 6, dtype=torch.float64)
+    fast = latent_search(g, x, z0, SearchConfig(n_seeds=2, steps=2))
+    slow = latent_search(g, x, z0, SearchConfig(n_seeds=2, steps=2, kernel="loop"))
+    np.testing.assert_allclose(fast.seed_losses, slow.seed_losses, rtol=1e-7, atol=1e-10)
+
+
+@needs_cc
+@pytest.mark.parametrize("digest", ["none", "other"])
+def test_a_library_without_the_recorded_digest_is_rebuilt_not_loaded(monkeypatch, tmp_path, digest):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ADGAN_CACHE_DIR", str(root))
+    monkeypatch.setattr(native, "_libs", {})
+    targets = native.library_targets(native.compiler(), "double")
+    marker = _plant(tmp_path, targets, digest=False)
+    if digest == "other":
+        for target, _ in targets:
+            target.with_suffix(".sha256").write_text("0" * 64 + "\n")
+    lib = native.load(torch.float64)
+    assert not marker.exists()
+    assert lib is not None and native.vector_width(lib) == 8  # the real kernel, rebuilt
+    assert lib.adgan_conv_backward_adam is not None
+
+
+def test_a_build_that_times_out_is_remembered_and_reported_once(monkeypatch, tmp_path, caplog):
+    if os.name != "posix":
+        pytest.skip("the slow fake compiler is a /bin/sh script: POSIX only")
+    monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_libs", {})
+    monkeypatch.setattr(native, "_warned", set())
+    monkeypatch.setattr(native, "BUILD_SECONDS", 0.2)
+    fake = tmp_path / "slow-cc"
+    fake.write_text('#!/bin/sh\ncase "$1" in --version) echo slow-cc;; *) exec sleep 5;; esac\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    with caplog.at_level("WARNING", logger="adgan.search.native"):
+        assert native.load(torch.float64) is None
+        monkeypatch.setattr(native, "_libs", {})
+        assert native.load(torch.float64) is None  # remembered: not built again
+    failed = sorted((tmp_path / "native").glob("*.failed"))
+    assert len(failed) == 2 and "longer than" in failed[0].read_text()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "delete the .failed files" in warnings[0] and "ADGAN_NATIVE=0" in warnings[0]
