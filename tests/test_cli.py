@@ -116,7 +116,8 @@ def test_bad_input_is_one_line_error(argv, needle, capsys, monkeypatch):
 def test_missing_data_root_names_the_variable(capsys, monkeypatch):
     monkeypatch.delenv("ADGAN_DATA", raising=False)
     assert main(["evaluate", "--dataset", "mnist", "--quiet"]) == 2
-    assert "ADGAN_DATA" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ADGAN_DATA" in err and "--data-root: not given" in err  # the flag, not the parameter
 
 
 def test_empty_normal_class_in_a_folder_is_an_error(tmp_path, preset, capsys):
@@ -191,3 +192,13 @@ def test_evaluate_on_labelled_folder_trees(tmp_path, capsys):
         == 2
     )
     assert "no sub-folder 'nope'" in capsys.readouterr().err
+
+
+def test_library_errors_name_parameters_and_the_command_line_its_flags(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[params]\niteratons = 5\n")
+    assert main(["evaluate", "--dataset", "digits", "--preset", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"adgan evaluate: error: --preset {bad}: unknown parameter 'iteratons'")
+    assert main(["evaluate", "--dataset", "digits", "--device", "tpu", "--quiet"]) == 2
+    assert "error: --device: expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err

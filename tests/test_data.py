@@ -400,7 +400,7 @@ def test_resolve_data_root(tmp_path, monkeypatch):
     assert resolve_data_root(None) == tmp_path
     assert resolve_data_root(str(other)) == other
     monkeypatch.delenv(ENV_VAR)
-    with pytest.raises(DataError, match="--data-root not given and ADGAN_DATA not set"):
+    with pytest.raises(DataError, match="data_root: not given, and ADGAN_DATA is not set"):
         resolve_data_root(None)
     with pytest.raises(DataError, match="nowhere"):
         resolve_data_root(str(tmp_path / "nowhere"))

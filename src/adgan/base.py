@@ -73,9 +73,9 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}") from exc
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device: {device!r} asked for, but CUDA is not available here")
+        raise ConfigError(f"device: {device!r} asked for, but CUDA is not available here")
     return dev
 
 

@@ -6,18 +6,42 @@ import argparse
 import csv
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from adgan import __version__
 from adgan.errors import AdganError, ConfigError
+from adgan.version import __version__
 
 DATA_HELP = (
     "folder holding the datasets (MNIST IDX files, cifar-10-batches-py/ ...); "
     "defaults to the ADGAN_DATA environment variable"
 )
+
+
+class _Parser(argparse.ArgumentParser):
+    """Remembers each option's flag by the name of the parameter it sets (``flags``)."""
+
+    def __init__(self, *args, **kwargs):
+        self.flags: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings:
+            self.flags[action.dest] = action.option_strings[0]
+        return action
+
+
+def in_flags(message: str, flags: dict[str, str]) -> str:
+    """The library names parameters at the start of its messages ("iterations: ...",
+    "preset FILE: ..."); the command line names the flags that set them."""
+    m = re.match(r"[a-z_]+(?=[: ])", message)
+    if m and m.group() in flags:
+        return flags[m.group()] + message[m.end() :]
+    return message
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -50,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     from adgan.registry import DETECTORS
 
     presets = ", ".join(available_presets())
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="adgan",
         description="Image anomaly detection with generative adversarial networks (ADGAN) and "
         "its baselines. Anomaly scores: higher = more anomalous.",
@@ -239,11 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="instead of --dataset: a folder of images")
     p.add_argument("--out", required=True, help="CSV file to write")
     _common(p)
+    ap.commands = sub.choices  # command -> its parser
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    flags = parser.commands[args.command].flags
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     commands = {
         "evaluate": cmd_evaluate,
@@ -255,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except (AdganError, OSError) as exc:  # OSError names its file: unwritable --out, full disk
-        print(f"adgan {args.command}: error: {exc}", file=sys.stderr)
+        print(f"adgan {args.command}: error: {in_flags(str(exc), flags)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"adgan {args.command}: interrupted; finished work is kept", file=sys.stderr)
@@ -338,7 +365,7 @@ def cmd_benchmark(args) -> int:
         raise ConfigError(f"--runs: expected at least 1, got {args.runs}")
     methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
     extra = {"alexnet_weights": args.alexnet_weights} if args.alexnet_weights else None
-    classes = parse_classes(args.classes, option="--classes")
+    classes = parse_classes(args.classes, option="classes")
     rows = run_benchmark(
         dataset,
         classes,
@@ -361,7 +388,8 @@ def cmd_benchmark(args) -> int:
 def _write_json(path: str, obj) -> None:
     from adgan.files import atomic_write
 
-    atomic_write(Path(path), lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
+    text = json.dumps(obj, indent=2)
+    atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
 def cmd_train(args) -> int:

@@ -33,15 +33,13 @@ def parse_methods(text: str, alexnet: bool = False) -> list[str]:
         return [m for m in DETECTORS if alexnet or not m.endswith("-alexnet")]
     for m in names:
         if m not in DETECTORS:
-            raise ConfigError(
-                f"--methods: unknown method {m!r}; known: {', '.join(DETECTORS)}, all"
-            )
+            raise ConfigError(f"methods: unknown method {m!r}; known: {', '.join(DETECTORS)}, all")
     if not names:
-        raise ConfigError("--methods: expected a comma-separated list of method names")
+        raise ConfigError("methods: expected a comma-separated list of method names")
     return names
 
 
-def parse_classes(text: str, n_classes: int = 10, option: str = "--normal-class") -> list[int]:
+def parse_classes(text: str, n_classes: int = 10, option: str = "normal_class") -> list[int]:
     """'3', '0,1,8', '0-9' or 'all'."""
     if text.strip() == "all":
         return list(range(n_classes))
@@ -167,7 +165,7 @@ def load_folder_pair(
     names = sorted(set(train.classes) | set(test.classes))
     if normal not in train.classes:
         raise ConfigError(
-            f"--normal-class: no sub-folder {normal!r} in {train_dir}; "
+            f"normal_class: no sub-folder {normal!r} in {train_dir}; "
             f"found {', '.join(train.classes)}"
         )
     for s in (train, test):

@@ -51,7 +51,7 @@ def make_detector(name: str, **params: Any):
     """Build a registered detector; ``params`` override its defaults (unknown keys ignored
     only when the detector does not take them, so one preset can serve several methods)."""
     if name not in DETECTORS:
-        raise ConfigError(f"--methods: unknown method {name!r}; known: {', '.join(DETECTORS)}")
+        raise ConfigError(f"method: unknown method {name!r}; known: {', '.join(DETECTORS)}")
     cls, defaults = DETECTORS[name]
     accepted = cls().get_params(deep=False)
     kw = dict(defaults)

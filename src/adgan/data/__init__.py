@@ -38,15 +38,15 @@ ENV_VAR = "ADGAN_DATA"
 
 def resolve_data_root(data_root: str | os.PathLike[str] | None) -> Path:
     """Return the data folder: ``data_root`` if given, else ``$ADGAN_DATA``; it must exist."""
-    source = "--data-root"
+    source = "data_root"
     if data_root is None or str(data_root) == "":
         data_root = os.environ.get(ENV_VAR) or None
         source = ENV_VAR
     if data_root is None:
-        raise DataError(f"--data-root not given and {ENV_VAR} not set")
+        raise DataError(f"data_root: not given, and {ENV_VAR} is not set")
     root = Path(data_root).expanduser()
     if not root.exists():
-        raise DataError(f"data root {root} (from {source}) does not exist")
+        raise DataError(f"{source}: data folder {root} does not exist")
     return root
 
 

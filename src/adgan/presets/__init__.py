@@ -73,22 +73,22 @@ def load_preset(name_or_path: str | None) -> Preset:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise ConfigError(f"--preset: file {path} not found")
+            raise ConfigError(f"preset: file {path} not found")
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--preset: cannot read {path} as UTF-8 text ({exc})") from exc
+            raise ConfigError(f"preset: cannot read {path} as UTF-8 text ({exc})") from exc
         name, where = path.stem, str(path)
     else:
         res = resources.files("adgan.presets") / f"{name_or_path}.toml"
         if not res.is_file():
             known = ", ".join(available_presets())
-            raise ConfigError(f"--preset: unknown preset {name_or_path!r}; built in: {known}")
+            raise ConfigError(f"preset: unknown preset {name_or_path!r}; built in: {known}")
         text, name, where = res.read_text(), name_or_path, f"built-in preset {name_or_path}"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--preset {where}: not valid TOML ({exc})") from exc
+        raise ConfigError(f"preset {where}: not valid TOML ({exc})") from exc
     check_preset(data, where)
     return Preset(name=name, **data)
 
@@ -98,24 +98,23 @@ def check_preset(data: dict, where: str) -> None:
     _keys(data, TOP_KEYS, where, "the top level")
     for key in ("description", "dataset"):
         if key in data and not isinstance(data[key], str):
-            raise ConfigError(f"--preset {where}: {key} must be a string")
+            raise ConfigError(f"preset {where}: {key} must be a string")
     if data.get("dataset") is not None and data["dataset"] not in DATASETS:
         raise ConfigError(
-            f"--preset {where}: dataset {data['dataset']!r} unknown; accepted: "
-            + ", ".join(DATASETS)
+            f"preset {where}: dataset {data['dataset']!r} unknown; accepted: " + ", ".join(DATASETS)
         )
     _section(data, where, "")
     datasets = data.get("datasets", {})
     if not isinstance(datasets, dict):
-        raise ConfigError(f"--preset {where}: [datasets] must hold tables [datasets.NAME]")
+        raise ConfigError(f"preset {where}: [datasets] must hold tables [datasets.NAME]")
     for ds, section in datasets.items():
         if ds not in DATASETS:
             raise ConfigError(
-                f"--preset {where}: [datasets.{ds}]: unknown dataset; accepted: "
+                f"preset {where}: [datasets.{ds}]: unknown dataset; accepted: "
                 + ", ".join(DATASETS)
             )
         if not isinstance(section, dict):
-            raise ConfigError(f"--preset {where}: [datasets.{ds}] must be a table")
+            raise ConfigError(f"preset {where}: [datasets.{ds}] must be a table")
         _keys(section, SECTION_KEYS, where, f"[datasets.{ds}]")
         _section(section, where, f"datasets.{ds}.")
 
@@ -124,7 +123,7 @@ def _keys(table: dict, accepted, where: str, what: str) -> None:
     for key in table:
         if key not in accepted:
             raise ConfigError(
-                f"--preset {where}: unknown key {key!r} in {what}; accepted: {', '.join(accepted)}"
+                f"preset {where}: unknown key {key!r} in {what}; accepted: {', '.join(accepted)}"
             )
 
 
@@ -133,17 +132,17 @@ def _section(data: dict, where: str, prefix: str) -> None:
 
     dev = data.get("deviations", [])
     if not (isinstance(dev, list) and all(isinstance(d, str) for d in dev)):
-        raise ConfigError(f"--preset {where}: {prefix}deviations must be a list of strings")
+        raise ConfigError(f"preset {where}: {prefix}deviations must be a list of strings")
     protocol = _table(data, "protocol", where, prefix)
     for key, value in protocol.items():
         if key not in PROTOCOL_KEYS:
             raise ConfigError(
-                f"--preset {where}: unknown key {key!r} in [{prefix}protocol]; accepted: "
+                f"preset {where}: unknown key {key!r} in [{prefix}protocol]; accepted: "
                 + ", ".join(PROTOCOL_KEYS)
             )
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(
-                f"--preset {where}: [{prefix}protocol] {key} must be a positive integer, "
+                f"preset {where}: [{prefix}protocol] {key} must be a positive integer, "
                 f"got {value!r}"
             )
     params = _table(data, "params", where, prefix)
@@ -153,7 +152,7 @@ def _section(data: dict, where: str, prefix: str) -> None:
     for key, value in params.items():
         if key not in every:
             raise ConfigError(
-                f"--preset {where}: unknown parameter {key!r} in [{prefix}params]; "
+                f"preset {where}: unknown parameter {key!r} in [{prefix}params]; "
                 f"no registered method takes it (accepted: {', '.join(sorted(every))})"
             )
         # the same name may mean different types to different methods: check against any
@@ -163,16 +162,16 @@ def _section(data: dict, where: str, prefix: str) -> None:
     for m, table in methods.items():
         if m not in DETECTORS:
             raise ConfigError(
-                f"--preset {where}: unknown method [{prefix}method.{m}]; accepted: "
+                f"preset {where}: unknown method [{prefix}method.{m}]; accepted: "
                 + ", ".join(DETECTORS)
             )
         if not isinstance(table, dict):
-            raise ConfigError(f"--preset {where}: [{prefix}method.{m}] must be a table")
+            raise ConfigError(f"preset {where}: [{prefix}method.{m}] must be a table")
         accepted = detector_params(m)
         for key, value in table.items():
             if key not in accepted:
                 raise ConfigError(
-                    f"--preset {where}: unknown parameter {key!r} in [{prefix}method.{m}]; "
+                    f"preset {where}: unknown parameter {key!r} in [{prefix}method.{m}]; "
                     f"accepted: {', '.join(sorted(accepted))}"
                 )
             _check_value(key, value, [m], where, f"{prefix}method.{m}")
@@ -181,7 +180,7 @@ def _section(data: dict, where: str, prefix: str) -> None:
 def _table(data: dict, key: str, where: str, prefix: str) -> dict:
     table = data.get(key, {})
     if not isinstance(table, dict):
-        raise ConfigError(f"--preset {where}: {prefix}{key} must be a table [{prefix}{key}]")
+        raise ConfigError(f"preset {where}: {prefix}{key} must be a table [{prefix}{key}]")
     return table
 
 
@@ -192,7 +191,7 @@ def _check_value(key: str, value: Any, methods: list[str], where: str, table: st
     from adgan.registry import DETECTORS, detector_params
 
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"--preset {where}: [{table}] {key} must be finite, got {value!r}")
+        raise ConfigError(f"preset {where}: [{table}] {key} must be finite, got {value!r}")
     examples = []
     for m in methods:
         declared = getattr(DETECTORS[m][0], "param_types", {}).get(key)
@@ -202,7 +201,7 @@ def _check_value(key: str, value: Any, methods: list[str], where: str, table: st
             examples.append(d)
     want = " or ".join(sorted({_type_name(d) for d in examples}))
     raise ConfigError(
-        f"--preset {where}: [{table}] {key} must be {want}, got {value!r} ({_type_name(value)})"
+        f"preset {where}: [{table}] {key} must be {want}, got {value!r} ({_type_name(value)})"
     )
 
 
