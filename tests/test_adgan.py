@@ -127,22 +127,30 @@ def test_bad_contamination_is_refused_before_training():
         ADGAN(**TINY, contamination=1.5).fit(_images())
 
 
-def test_prior_score_shares_adgans_search_only_when_everything_matches(tmp_path):
-    import adgan.detectors.adgan as mod
+def test_one_search_gives_adgans_and_the_prior_scores(tmp_path):
     from adgan.detectors.adgan import PriorLikelihood
 
     X = _images()
     det = ADGAN(**TINY, work_dir=str(tmp_path)).fit(X)
     prior = PriorLikelihood(**TINY, work_dir=str(tmp_path)).fit(X)  # the same GAN, reused
-    mod._RECENT.clear()
-    fresh = det.search(X[:5]).prior_log_density()
-    det.anomaly_score(X[:5])
-    assert len(mod._RECENT) == 1
-    np.testing.assert_array_equal(prior.score_samples(X[:5]), fresh)  # from the shared search
-    assert len(mod._RECENT) == 1
-    # other images, other seeds or other settings are searched anew
-    prior.score_samples(X[5:9])
-    PriorLikelihood(**{**TINY, "steps": 1}, work_dir=str(tmp_path)).fit(X).score_samples(X[:5])
-    assert len(mod._RECENT) == 4  # X[5:9], then the calibration and X[:5] at steps=1
+    both = det.search_scores(X[:5])
+    fresh = det.search(X[:5])
+    np.testing.assert_array_equal(both.log_prior, fresh.prior_log_density())
+    np.testing.assert_array_equal(both.loss, fresh.loss)
+    np.testing.assert_array_equal(det.score_samples_from(both), det.score_samples(X[:5]))
+    np.testing.assert_array_equal(prior.score_samples_from(both), prior.score_samples(X[:5]))
+    # a prior score fitted from ADGAN's fit equals one fitted on its own
+    shared = PriorLikelihood(**TINY, work_dir=str(tmp_path), contamination=0.2)
+    assert shared.shares_search_with(det)
+    shared.fit_from(det)
+    alone = PriorLikelihood(**TINY, contamination=0.2).fit(X)
+    np.testing.assert_array_equal(shared.calibration_scores_, alone.calibration_scores_)
+    assert shared.offset_ == alone.offset_
+    np.testing.assert_array_equal(shared.score_samples(X[:5]), alone.score_samples(X[:5]))
+    # other seeds or other settings do not share a search
+    assert not PriorLikelihood(**{**TINY, "steps": 1}).shares_search_with(det)
+    assert not PriorLikelihood(**TINY, random_state=5).shares_search_with(det)
+    with pytest.raises(ConfigError, match="other settings"):
+        PriorLikelihood(**{**TINY, "steps": 1}).fit_from(det)
     other = ADGAN(**TINY, random_state=5).fit(X)
     assert not np.array_equal(other.score_samples(X[:5]), det.score_samples(X[:5]))

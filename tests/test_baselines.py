@@ -11,11 +11,11 @@ from sklearn.model_selection import KFold
 from sklearn.neighbors import KernelDensity
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from adgan.base import load_detector
 from adgan.detectors.autoencoder import DCAE, VAE
 from adgan.detectors.classic import BANDWIDTHS, MODELS, ClassicDetector, evangelista_gamma
 from adgan.errors import CheckpointError, ConfigError
 from adgan.nets.alexnet import AlexNet, conv_features, load_alexnet
+from adgan.registry import load_detector
 
 #: torchvision.models.alexnet().state_dict(): names and shapes, in order
 TORCHVISION_ALEXNET = [
@@ -251,7 +251,6 @@ def test_alexnet_features(data):
 
 
 def test_alexnet_methods_share_features_computed_once(data, monkeypatch):
-    import adgan.detectors.classic as classic_mod
     import adgan.nets.alexnet as alexnet_mod
 
     calls = []
@@ -259,17 +258,15 @@ def test_alexnet_methods_share_features_computed_once(data, monkeypatch):
     monkeypatch.setattr(
         alexnet_mod, "conv_features", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
     )
-    classic_mod._FEATURES.clear()
+    alexnet_mod.FEATURE_CACHE.clear()
     kw = dict(features="alexnet", alexnet_weights="random", alexnet_size=64, device="cpu")
     X, test = data[0], data[1][:6]
     a = classic("kde", **kw).fit(X)
     sa = a.score_samples(test)
     b = classic("gmm", **kw).fit(X)
     assert calls == [len(X), len(test)]  # the second method reused both
-    np.testing.assert_array_equal(
-        b._raw_features(test), real(b.alexnet_, test, 64).astype(np.float64)
-    )
-    classic_mod._FEATURES.clear()
+    np.testing.assert_array_equal(b._features(test), real(b.alexnet_, test, 64).astype(np.float64))
+    alexnet_mod.FEATURE_CACHE.clear()
     np.testing.assert_array_equal(classic("kde", **kw).fit(X).score_samples(test), sa)
     classic("kde", **{**kw, "random_state": 3}).fit(X)  # other weights: computed anew
     assert calls[-1] == len(X) and len(calls) == 5

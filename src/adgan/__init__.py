@@ -1,8 +1,17 @@
 """adgan: image anomaly detection with generative adversarial networks (ADGAN) and baselines."""
 
-from adgan.base import BaseDetector, load_detector
+from adgan.base import BaseDetector
 from adgan.detectors.adgan import ADGAN
-from adgan.registry import DETECTORS, make_detector
+from adgan.gan import FittedGAN
+from adgan.registry import DETECTORS, load_detector, make_detector
 from adgan.version import __version__
 
-__all__ = ["ADGAN", "BaseDetector", "DETECTORS", "load_detector", "make_detector", "__version__"]
+__all__ = [
+    "ADGAN",
+    "BaseDetector",
+    "DETECTORS",
+    "FittedGAN",
+    "load_detector",
+    "make_detector",
+    "__version__",
+]

@@ -13,9 +13,18 @@ Every detector follows scikit-learn's outlier estimators:
   scores of the calibration images, held out of the training images (``calibration`` > 0) or,
   with ``calibration=0``, the training images themselves; test data never sets it;
 * a sample's score depends only on the fitted model and that sample;
-* ``sklearn.base.clone`` works, and ``save`` / ``load_detector`` round-trip a fitted detector.
-  A saved detector is one file read with ``torch.load(weights_only=True)``: tensors, numbers
-  and strings only, so loading never runs code from the file.
+* ``fit`` checks every parameter against the class's ``param_constraints``
+  (``adgan.params``) before any work; a value out of range is a ConfigError naming it;
+* ``sklearn.base.clone`` works, and ``save`` / ``adgan.registry.load_detector`` round-trip a
+  fitted detector. A saved detector is one file read with ``torch.load(weights_only=True)``:
+  tensors, numbers and strings only, so loading never runs code from the file.
+
+Every detector fits the same way (``BaseDetector.fit``): parameters checked; X validated
+(and, with labels y where the detector reads them, split into normal and anomalous items);
+a setting chosen on the labels where the detector does that (``_select``); the
+``calibration`` images held out of the normal ones; ``_fit`` on the rest; the threshold set
+from the calibration images' scores (``_calibrate``). Subclasses implement ``_fit``,
+``_score`` and the state hooks, and override the other hooks where they need to.
 
 Image detectors take arrays of shape (n, C, H, W) (or (n, H, W) for gray images), either
 uint8 in [0, 255] or floating point already scaled to [-1, 1]; feature detectors take
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +44,10 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from adgan.errors import CheckpointError, ConfigError, DataError
-from adgan.files import atomic_torch_save, safe_torch_load
+from adgan.errors import ConfigError, DataError
+from adgan.files import atomic_torch_save, header
+from adgan.params import check_params
 from adgan.torch_utils import flush_denormals
-from adgan.version import __version__
 
 FORMAT = "adgan-detector"
 
@@ -79,9 +89,16 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def check_contamination(value) -> None:
-    if not (isinstance(value, int | float) and 0.0 <= value < 1.0):
-        raise ConfigError(f"contamination: expected a fraction in [0, 1), got {value!r}")
+def calibration_count(n: int, calibration: float | int) -> int:
+    """Images of n held out to calibrate: a fraction of them (a float in [0, 1)) or a
+    count (an integer)."""
+    if isinstance(calibration, float | np.floating):
+        if not 0.0 <= calibration < 1.0:
+            raise ConfigError(
+                f"calibration: expected a fraction in [0, 1) or a count, got {calibration}"
+            )
+        return int(round(calibration * n))
+    return int(calibration)
 
 
 def split_calibration(n: int, calibration: float | int, random_state: int | None):
@@ -90,11 +107,7 @@ def split_calibration(n: int, calibration: float | int, random_state: int | None
     ``calibration`` is a fraction in [0, 1) or an absolute count; 0 keeps everything for
     fitting and calibrates on the training images themselves.
     """
-    if isinstance(calibration, float) and not 0.0 <= calibration < 1.0:
-        raise ConfigError(
-            f"calibration: expected a fraction in [0, 1) or a count, got {calibration}"
-        )
-    n_cal = int(round(calibration * n)) if isinstance(calibration, float) else int(calibration)
+    n_cal = calibration_count(n, calibration)
     if n_cal <= 0:
         idx = np.arange(n)
         return idx, idx
@@ -110,8 +123,6 @@ def outlier_labels(y, n: int, what: str) -> np.ndarray | None:
     """Labels for model selection on a labelled holdout: 1 inlier, -1 outlier (as ``predict``
     returns them), as an int array of length n; None (with a warning) when y holds other
     values, as scikit-learn's outlier detectors ignore y. ``what`` says what y chooses."""
-    import warnings
-
     if y is None:
         return None
     y = np.asarray(y)
@@ -132,14 +143,25 @@ def outlier_labels(y, n: int, what: str) -> np.ndarray | None:
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
-    """Shared behaviour; subclasses implement ``_fit``, ``_score`` and the state hooks.
+    """Shared behaviour: the contract above, fitting, thresholds and files.
 
-    ``_score(X)`` returns score_samples (higher = more normal) for validated input.
+    Subclasses implement ``_fit`` (learn from validated normal items), ``_score``
+    (score_samples of validated items, higher = more normal) and ``_get_state`` /
+    ``_set_state``, declare ``param_constraints`` and their registered name.
     """
 
     _estimator_type = "outlier_detector"
     #: "images" for (n, C, H, W) input, "features" for (n, d) input
     input_kind = "images"
+    #: the name in ``adgan.registry.DETECTORS`` that builds this detector (written to files)
+    detector_name = ""
+    #: ``fit(X, y)`` reads labels (1 normal, -1 anomalous) of training items to choose a
+    #: setting (``_select``, ``_calibrate``); others ignore y, as scikit-learn's do
+    selects_on_labels = False
+    #: what the labels choose, for the warning when y holds other labels
+    labels_choose = "nothing"
+    #: parameter name -> ``adgan.params.Constraint``, checked first thing in ``fit``
+    param_constraints: dict = {}
 
     # -- validation -------------------------------------------------------------------
     def _validate(self, X, reset: bool) -> np.ndarray:
@@ -163,21 +185,46 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
         return validate_data(self, X, reset=reset, dtype=np.float64)
 
-    # -- the contract -------------------------------------------------------------------
-    def fit(self, X, y=None):
-        check_contamination(self.contamination)
-        with flush_denormals():
-            return self._fit_calibrate(X)
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """What ``_fit``, ``_select``, ``_calibrate`` and ``_score`` see of validated X."""
+        return X
 
-    def _fit_calibrate(self, X):
-        X = self._validate(X, reset=True)
-        calibration = getattr(self, "calibration", 0.0)
-        fit_idx, cal_idx = split_calibration(
-            len(X), calibration, getattr(self, "random_state", None)
-        )
-        self._fit(X[fit_idx])
-        self._set_threshold(self._score(X[cal_idx]))
+    # -- fit, then calibrate -----------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Check the parameters, then learn from the normal items of X (those labelled 1
+        where the detector reads labels y; all of X otherwise) less the ``calibration``
+        items held out of them, and put the threshold ``offset_`` at the ``contamination``
+        quantile of the calibration items' scores. Returns self."""
+        check_params(self)
+        with flush_denormals():
+            X = self._validate(X, reset=True)
+            labels = None
+            if self.selects_on_labels:
+                labels = outlier_labels(y, len(X), self.labels_choose)
+            X = self._features(X)
+            self._select(X, labels)
+            anomalies = None
+            if labels is not None and (labels == -1).any():
+                anomalies, X = X[labels == -1], X[labels == 1]
+            fit_idx, cal_idx = split_calibration(len(X), self.calibration, self.random_state)
+            self._fit(X[fit_idx])
+            self._set_threshold(self._calibrate(X[cal_idx], anomalies))
         return self
+
+    def _select(self, X: np.ndarray, labels: np.ndarray | None) -> None:
+        """Before fitting: choose a setting on the labelled items (labels 1 / -1, or None)."""
+
+    def _fit(self, X: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _calibrate(self, X_cal: np.ndarray, anomalies: np.ndarray | None) -> np.ndarray:
+        """score_samples of the calibration items (after ``_fit``); ``anomalies``: the
+        items labelled -1, where the detector reads labels, for a choice made after
+        fitting."""
+        return self._score(X_cal)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def _set_threshold(self, calibration_scores) -> None:
         """Keep the calibration images' scores and put ``offset_`` at their
@@ -185,11 +232,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self.calibration_scores_ = np.sort(np.asarray(calibration_scores, dtype=np.float64))
         self.offset_ = float(np.quantile(self.calibration_scores_, self.contamination))
 
+    # -- scores -------------------------------------------------------------------------------
     def score_samples(self, X) -> np.ndarray:
         check_is_fitted(self, "offset_")
         X = self._validate(X, reset=False)
         with flush_denormals():
-            return np.asarray(self._score(X), dtype=np.float64)
+            return np.asarray(self._score(self._features(X)), dtype=np.float64)
 
     def anomaly_score(self, X) -> np.ndarray:
         """Higher = more anomalous (the negative of ``score_samples``)."""
@@ -207,7 +255,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         cal = -self.calibration_scores_[::-1]  # ascending anomaly scores
         return 100.0 * np.searchsorted(cal, np.asarray(anomaly_scores), side="right") / len(cal)
 
-    # -- persistence ----------------------------------------------------------------------
+    # -- files ----------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         """Fitted state as tensors, numbers and strings (no arbitrary objects)."""
         raise NotImplementedError
@@ -216,11 +264,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         raise NotImplementedError
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted detector to one file, atomically."""
+        """Write the fitted detector to one file, atomically (``adgan.registry.load_detector``
+        reads it)."""
         check_is_fitted(self, "offset_")
-        from adgan.registry import name_of
-
-        params = {k: v for k, v in self.get_params(deep=False).items()}
         state = self._get_state()
         state["offset_"] = self.offset_
         state["calibration_scores_"] = torch.from_numpy(self.calibration_scores_.copy())
@@ -229,51 +275,32 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         else:
             state["n_features_in_"] = int(self.n_features_in_)
         blob = {
-            "format": FORMAT,
-            "adgan_version": __version__,
-            "detector": name_of(self),
-            "params": json.dumps(params),
+            **header(FORMAT),
+            "detector": self.detector_name,
+            "params": json.dumps(self.get_params(deep=False)),
             "state": state,
         }
         return atomic_torch_save(blob, path)
 
-
-def load_detector(path: str | os.PathLike, **overrides: Any) -> BaseDetector:
-    """Load a detector written by ``BaseDetector.save``; ``overrides`` replace saved
-    parameters before the state is restored (e.g. ``device="cpu"`` for a model saved on a
-    GPU machine)."""
-    from adgan.registry import DETECTORS
-
-    blob = safe_torch_load(path, "detector")
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an adgan detector file (no '{FORMAT}' header)")
-    name = blob.get("detector")
-    if name not in DETECTORS:
-        raise CheckpointError(f"{path}: unknown detector {name!r}; known: {sorted(DETECTORS)}")
-    try:
-        return _restore(DETECTORS[name][0], blob, overrides)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"{path}: damaged or incompatible detector file ({exc!r:.200})"
-        ) from exc
-
-
-def _restore(cls, blob: dict, overrides: dict) -> BaseDetector:
-    params = json.loads(blob["params"])
-    defaults = cls().get_params(deep=False)
-    for k, v in params.items():  # JSON has no tuples: restore them where the default is one
-        if isinstance(v, list) and isinstance(defaults.get(k), tuple):
-            params[k] = tuple(v)
-    params.update({k: v for k, v in overrides.items() if k in defaults})
-    det = cls(**params)
-    state = dict(blob["state"])
-    det.offset_ = float(state.pop("offset_"))
-    det.calibration_scores_ = state.pop("calibration_scores_").numpy().astype(np.float64)
-    if "image_shape_" in state:
-        det.image_shape_ = tuple(state.pop("image_shape_"))
-    if "n_features_in_" in state:
-        det.n_features_in_ = int(state.pop("n_features_in_"))
-    det._set_state(state)
-    return det
+    @classmethod
+    def _from_saved(cls, blob: dict, overrides: dict) -> BaseDetector:
+        """The detector a ``save`` wrote: saved parameters (those this version still takes;
+        JSON lists back to tuples where the default is one), then ``overrides``, then the
+        fitted state."""
+        params = json.loads(blob["params"])
+        defaults = cls().get_params(deep=False)
+        params = {k: v for k, v in params.items() if k in defaults}
+        for k, v in params.items():
+            if isinstance(v, list) and isinstance(defaults[k], tuple):
+                params[k] = tuple(v)
+        params.update({k: v for k, v in overrides.items() if k in defaults})
+        det = cls(**params)
+        state = dict(blob["state"])
+        det.offset_ = float(state.pop("offset_"))
+        det.calibration_scores_ = state.pop("calibration_scores_").numpy().astype(np.float64)
+        if "image_shape_" in state:
+            det.image_shape_ = tuple(state.pop("image_shape_"))
+        if "n_features_in_" in state:
+            det.n_features_in_ = int(state.pop("n_features_in_"))
+        det._set_state(state)
+        return det

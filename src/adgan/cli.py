@@ -448,8 +448,8 @@ def _model_path(model: str) -> Path:
 
 
 def cmd_rank(args) -> int:
-    from adgan.base import load_detector
     from adgan.rank import rank_collection
+    from adgan.registry import load_detector
 
     if args.chunk < 1:
         raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
@@ -466,9 +466,9 @@ def cmd_rank(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from adgan.base import load_detector
     from adgan.data import load_folder
     from adgan.evaluate import load_for
+    from adgan.registry import load_detector
 
     det = load_detector(_model_path(args.model), device=args.device, verbose=not args.quiet)
     if args.data is not None:

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from adgan import __version__
 from adgan.data import ImageSet, load_dataset, one_vs_all
+from adgan.detectors.adgan import LatentSearchDetector
 from adgan.errors import ConfigError
 from adgan.presets import Preset
 from adgan.registry import DETECTORS, GAN_DETECTORS, make_detector
+from adgan.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ def evaluate_class(
 
     The test draw depends on ``seed`` alone, so every run and method sees the same items;
     the models are seeded with ``seed + run``. Methods that share ADGAN's GAN (adgan,
-    discriminator, prior) train it once, in ``work_dir`` (a temporary folder if None).
+    anogan, discriminator, prior) train it once, in ``work_dir`` (a temporary folder if
+    None), and a latent-search method (prior) whose parameters equal an earlier one's
+    (adgan) takes its fit and scores from that one's searches (one search, two scores).
     ``keep``, when given, receives the fitted detectors and the task by method name.
     """
     n_test = n_test if n_test is not None else preset.protocol.get("n_test", 5000)
@@ -97,6 +100,7 @@ def evaluate_class(
         if work_dir is None:
             work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="adgan-"))
         gan_dir = Path(work_dir) / f"gan-{dataset}-c{normal_class}-s{seed + run}"
+        searched: list[tuple[LatentSearchDetector, object]] = []  # (detector, test scores)
         for method in methods:
             params = preset.params_for(method)
             params.update(random_state=seed + run, device=device, verbose=verbose)
@@ -104,7 +108,12 @@ def evaluate_class(
                 params["work_dir"] = str(gan_dir)
             det = make_detector(method, **params)
             t0 = time.perf_counter()
-            if getattr(det, "selects_on_labels", False):
+            donor = None
+            if isinstance(det, LatentSearchDetector):
+                donor = next(((d, s) for d, s in searched if det.shares_search_with(d)), None)
+            if donor is not None:  # the same search: read this method's score from it
+                det.fit_from(donor[0])
+            elif det.selects_on_labels:
                 # the paper picks the PCA dimension on a small labelled holdout (AnoGAN its
                 # number of steps, here): drawn from the training split (other classes'
                 # training images), never from test
@@ -113,7 +122,12 @@ def evaluate_class(
             else:
                 det.fit(task.x_train)
             t1 = time.perf_counter()
-            scores = det.anomaly_score(task.x_test)
+            if isinstance(det, LatentSearchDetector):
+                both = donor[1] if donor is not None else det.search_scores(task.x_test)
+                searched.append((det, both))
+                scores = -det.score_samples_from(both)
+            else:
+                scores = det.anomaly_score(task.x_test)
             t2 = time.perf_counter()
             auc = float(roc_auc_score(task.y_test, scores))
             log.info("%s class %s %s: AUC %.4f", dataset, normal_class, method, auc)

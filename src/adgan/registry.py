@@ -1,18 +1,25 @@
 """The explicit registry of detectors: name -> (class, default parameters).
 
-The command line and the benchmark build every detector through ``make_detector``.
+The command line and the benchmark build every detector through ``make_detector``, and
+``load_detector`` reads a saved one back by the name written into its file. The detector
+classes do not import this module: each states its own registered name
+(``detector_name``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from adgan.detectors.adgan import ADGAN, DiscriminatorScore, PriorLikelihood
+from adgan.base import FORMAT, BaseDetector
+from adgan.detectors.adgan import ADGAN, PriorLikelihood
 from adgan.detectors.anogan import AnoGAN
 from adgan.detectors.autoencoder import DCAE, VAE
 from adgan.detectors.classic import ClassicDetector
+from adgan.detectors.discriminator import DiscriminatorScore
 from adgan.detectors.simple import MeanImage
-from adgan.errors import ConfigError
+from adgan.errors import CheckpointError, ConfigError
+from adgan.files import check_header, safe_torch_load
 
 DETECTORS: dict[str, tuple[type, dict[str, Any]]] = {
     "adgan": (ADGAN, {}),
@@ -35,6 +42,8 @@ DETECTORS: dict[str, tuple[type, dict[str, Any]]] = {
 #: detectors that share ADGAN's trained GAN (the benchmark trains it once for all of them)
 GAN_DETECTORS = ("adgan", "anogan", "discriminator", "prior")
 
+_PARAMS: dict[str, dict[str, Any]] = {}
+
 
 def detector_params(name: str) -> dict[str, Any]:
     """The parameters a registered detector takes, with their default values."""
@@ -44,26 +53,32 @@ def detector_params(name: str) -> dict[str, Any]:
     return _PARAMS[name]
 
 
-_PARAMS: dict[str, dict[str, Any]] = {}
-
-
-def make_detector(name: str, **params: Any):
+def make_detector(name: str, **params: Any) -> BaseDetector:
     """Build a registered detector; ``params`` override its defaults (unknown keys ignored
     only when the detector does not take them, so one preset can serve several methods)."""
     if name not in DETECTORS:
         raise ConfigError(f"method: unknown method {name!r}; known: {', '.join(DETECTORS)}")
     cls, defaults = DETECTORS[name]
-    accepted = cls().get_params(deep=False)
+    accepted = detector_params(name)
     kw = dict(defaults)
     kw.update({k: v for k, v in params.items() if k in accepted})
     return cls(**kw)
 
 
-def name_of(detector) -> str:
-    """Registry name of a detector instance (exact class and default parameters)."""
-    for name, (cls, defaults) in DETECTORS.items():
-        if type(detector) is cls and all(
-            getattr(detector, k, None) == v for k, v in defaults.items()
-        ):
-            return name
-    raise ConfigError(f"{type(detector).__name__} is not a registered detector")
+def load_detector(path: str | os.PathLike, **overrides: Any) -> BaseDetector:
+    """Load a detector written by ``BaseDetector.save``; ``overrides`` replace saved
+    parameters before the state is restored (e.g. ``device="cpu"`` for a model saved on a
+    GPU machine). Saved parameters this version no longer takes are ignored."""
+    blob = safe_torch_load(path, "detector")
+    check_header(blob, FORMAT, path, "detector file")
+    name = blob.get("detector")
+    if name not in DETECTORS:
+        raise CheckpointError(f"{path}: unknown detector {name!r}; known: {sorted(DETECTORS)}")
+    try:
+        return DETECTORS[name][0]._from_saved(blob, overrides)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: damaged or incompatible detector file ({exc!r:.200})"
+        ) from exc

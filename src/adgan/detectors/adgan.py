@@ -1,28 +1,192 @@
-"""The ADGAN detector and the two alternative scores of Section 4.3 that share its GAN."""
+"""The ADGAN detector, and Section 4.3's prior-likelihood score read from the same search.
+
+Both run the latent search (``adgan.search``) on a trained GAN; one search gives both
+scores (``search_scores``). Fitted with the same parameters on the same images, a
+``PriorLikelihood`` can take its fit and its scores from an ``ADGAN``'s search
+(``fit_from``, ``score_samples_from``) instead of searching again: the one-versus-all
+evaluation does that when it runs both.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from adgan._cache import Recent, digest
-from adgan.base import BaseDetector, resolve_device
-from adgan.files import load_state
-from adgan.nets.dcgan import Critic, DCGANConfig, Generator
-from adgan.search import SearchConfig, SearchResult, latent_search
-from adgan.training import TrainConfig, train_wgan
+from adgan.detectors.gan_based import (
+    COMMON_CONSTRAINTS,
+    GAN_CONSTRAINTS,
+    GANDetector,
+    store_params,
+)
+from adgan.errors import ConfigError
+from adgan.gan import FittedGAN
+from adgan.params import COUNT, Bool, Int, Options, Real, optional
+from adgan.progress import progress_bar
+from adgan.search import BN_STATS, KERNELS, SearchConfig, SearchResult, latent_search
 
-log = logging.getLogger(__name__)
+#: the search's parameters
+SEARCH_CONSTRAINTS = {
+    "n_seeds": COUNT,
+    "steps": Int(ge=0),
+    "lr_z": Real(ge=0),
+    "lr_theta": Real(ge=0),
+    "adapt_generator": Bool(),
+    "bn_stats": Options(*BN_STATS),
+    "kernel": Options(*KERNELS),
+    "max_pairs": optional(COUNT),
+    "memory_mb": Real(gt=0),
+}
 
-# per-image outcomes of recent searches, keyed by a digest of everything they depend on:
-# ADGAN and the prior-likelihood score on the same GAN and images then share one search
-_RECENT = Recent(max_items=4)
+
+class SearchScores(NamedTuple):
+    """Per image, from one search: the mean final loss over seeds (ADGAN's anomaly score)
+    and the mean log-density under the prior of the final latents (the prior-likelihood
+    score, higher = more normal)."""
+
+    loss: np.ndarray
+    log_prior: np.ndarray
 
 
-class ADGAN(BaseDetector):
+def search(
+    gan: FittedGAN,
+    X: np.ndarray,
+    config: SearchConfig,
+    record: bool = False,
+    keep_z: bool = True,
+    verbose: bool = False,
+) -> SearchResult:
+    """The latent search of images X (validated float32) on the GAN's generator from its
+    initial latents ``gan.z0``."""
+    with progress_bar(verbose, len(X), "ADGAN search", "img") as bar:
+        return latent_search(
+            gan.generator,
+            torch.from_numpy(X),
+            gan.z0,
+            config,
+            record=record,
+            progress=bar.update,
+            keep_z=keep_z,
+        )
+
+
+def search_scores(
+    gan: FittedGAN, X: np.ndarray, config: SearchConfig, verbose: bool = False
+) -> SearchScores:
+    """Both scores of images X from one search (the final latents themselves are not
+    kept)."""
+    res = search(gan, X, config, keep_z=False, verbose=verbose)
+    return SearchScores(res.loss, res.prior_log_density())
+
+
+class LatentSearchDetector(GANDetector):
+    """A detector scoring an image by the latent search on a trained GAN: ADGAN and
+    PriorLikelihood (the parameters are listed in ADGAN's docstring); ``score_samples_from``
+    says which score it reads."""
+
+    param_constraints = {**GAN_CONSTRAINTS, **SEARCH_CONSTRAINTS, **COMMON_CONSTRAINTS}
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = 256,
+        width: int = 64,
+        objective: str = "wgan",
+        iterations: int = 1000,
+        batch_size: int = 64,
+        n_critic: int = 5,
+        lr: float | None = None,
+        n_seeds: int = 64,
+        steps: int = 5,
+        lr_z: float = 0.25,
+        lr_theta: float = 5e-5,
+        adapt_generator: bool = True,
+        bn_stats: str = "running",
+        kernel: str = "auto",
+        max_pairs: int | None = None,
+        memory_mb: float = 512.0,
+        contamination: float = 0.05,
+        calibration: float | int = 0.1,
+        random_state: int = 0,
+        device: str = "auto",
+        work_dir: str | None = None,
+        verbose: bool = False,
+    ):
+        store_params(self, locals())
+
+    def _n_latents(self) -> int:
+        return self.n_seeds
+
+    def search_config(self) -> SearchConfig:
+        return SearchConfig(
+            n_seeds=self.n_seeds,
+            steps=self.steps,
+            lr_z=self.lr_z,
+            lr_theta=self.lr_theta,
+            adapt_generator=self.adapt_generator,
+            bn_stats=self.bn_stats,
+            kernel=self.kernel,
+            max_pairs=self.max_pairs,
+            memory_mb=self.memory_mb,
+        ).validate()
+
+    # -- the search ------------------------------------------------------------------------
+    def search(self, X, record: bool = False, keep_z: bool = True) -> SearchResult:
+        """The latent search of images X, with per-seed losses and final latents
+        (``keep_z=False``: only their prior log-density); ``record``: every step's too."""
+        X = self._validate(X, reset=False)
+        return search(self.gan_, X, self.search_config(), record, keep_z, self.verbose)
+
+    def search_scores(self, X) -> SearchScores:
+        """Both scores of images X from one search: what ADGAN and the prior-likelihood
+        score read (``score_samples_from``)."""
+        return search_scores(
+            self.gan_, self._validate(X, reset=False), self.search_config(), self.verbose
+        )
+
+    def score_samples_from(self, scores: SearchScores) -> np.ndarray:
+        """score_samples (higher = more normal) from a search's scores."""
+        raise NotImplementedError
+
+    def _calibrate(self, X_cal: np.ndarray, anomalies) -> np.ndarray:
+        # both scores of the calibration images, for ``fit_from``
+        self.calibration_search_ = search_scores(
+            self.gan_, X_cal, self.search_config(), self.verbose
+        )
+        return self.score_samples_from(self.calibration_search_)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return self.score_samples_from(
+            search_scores(self.gan_, X, self.search_config(), self.verbose)
+        )
+
+    # -- one search for two scores -------------------------------------------------------
+    def shares_search_with(self, other) -> bool:
+        """True when ``other``, a latent-search detector, fitted on the same images, has
+        searched exactly as this one would: same GAN, seeds, search and calibration
+        images (all parameters equal but ``contamination`` and ``verbose``)."""
+        if not isinstance(other, LatentSearchDetector):
+            return False
+        mine, theirs = self.get_params(deep=False), other.get_params(deep=False)
+        return all(mine[k] == theirs[k] for k in mine if k not in ("contamination", "verbose"))
+
+    def fit_from(self, other: LatentSearchDetector) -> LatentSearchDetector:
+        """Fit from ``other``'s fit (see ``shares_search_with``): its GAN, and its search
+        of the calibration images read as this detector's score; the same as fitting
+        this detector on other's training images, without training or searching."""
+        if not self.shares_search_with(other):
+            raise ConfigError(f"fit_from: {type(other).__name__} searched with other settings")
+        if not hasattr(other, "calibration_search_"):
+            raise ConfigError("fit_from: the other detector was not fitted in this process")
+        self.gan_ = other.gan_
+        self.image_shape_ = other.image_shape_
+        self.calibration_search_ = other.calibration_search_
+        self._set_threshold(self.score_samples_from(self.calibration_search_))
+        return self
+
+
+class ADGAN(LatentSearchDetector):
     """Anomaly detection with generative adversarial networks (Deecke et al., 2018).
 
     ``fit`` trains a WGAN (DCGAN architecture) on normal images. An image's anomaly score is
@@ -64,8 +228,9 @@ class ADGAN(BaseDetector):
 
     Attributes
     ----------
-    generator_, critic_ : the trained networks.
-    z0_ : torch.Tensor (n_seeds, latent_dim), the initial latent vectors shared by all images.
+    gan_ : FittedGAN
+        The trained GAN: ``generator_``, ``critic_``, and ``z0_`` (n_seeds, latent_dim), the
+        initial latent vectors shared by all images.
     offset_ : float, threshold on score_samples.
 
     References
@@ -84,199 +249,17 @@ class ADGAN(BaseDetector):
     (3,)
     """
 
-    def __init__(
-        self,
-        *,
-        latent_dim: int = 256,
-        width: int = 64,
-        objective: str = "wgan",
-        iterations: int = 1000,
-        batch_size: int = 64,
-        n_critic: int = 5,
-        lr: float | None = None,
-        n_seeds: int = 64,
-        steps: int = 5,
-        lr_z: float = 0.25,
-        lr_theta: float = 5e-5,
-        adapt_generator: bool = True,
-        bn_stats: str = "running",
-        kernel: str = "auto",
-        max_pairs: int | None = None,
-        memory_mb: float = 512.0,
-        contamination: float = 0.05,
-        calibration: float | int = 0.1,
-        random_state: int = 0,
-        device: str = "auto",
-        work_dir: str | None = None,
-        verbose: bool = False,
-    ):
-        self.latent_dim = latent_dim
-        self.width = width
-        self.objective = objective
-        self.iterations = iterations
-        self.batch_size = batch_size
-        self.n_critic = n_critic
-        self.lr = lr
-        self.n_seeds = n_seeds
-        self.steps = steps
-        self.lr_z = lr_z
-        self.lr_theta = lr_theta
-        self.adapt_generator = adapt_generator
-        self.bn_stats = bn_stats
-        self.kernel = kernel
-        self.max_pairs = max_pairs
-        self.memory_mb = memory_mb
-        self.contamination = contamination
-        self.calibration = calibration
-        self.random_state = random_state
-        self.device = device
-        self.work_dir = work_dir
-        self.verbose = verbose
+    detector_name = "adgan"
 
-    # -- configuration ------------------------------------------------------------------
-    def _arch(self, shape) -> DCGANConfig:
-        c, h, w = shape
-        if h != w:
-            from adgan.errors import DataError
-
-            raise DataError(f"X: expected square images, got {h}x{w}")
-        norm = "batch" if self.objective == "wgan" else "layer"
-        return DCGANConfig(
-            image_size=h, channels=c, latent_dim=self.latent_dim, width=self.width, critic_norm=norm
-        )
-
-    def search_config(self) -> SearchConfig:
-        return SearchConfig(
-            n_seeds=self.n_seeds,
-            steps=self.steps,
-            lr_z=self.lr_z,
-            lr_theta=self.lr_theta,
-            adapt_generator=self.adapt_generator,
-            bn_stats=self.bn_stats,
-            kernel=self.kernel,
-            max_pairs=self.max_pairs,
-            memory_mb=self.memory_mb,
-        ).validate()
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            objective=self.objective,
-            iterations=self.iterations,
-            batch_size=self.batch_size,
-            n_critic=self.n_critic,
-            lr=self.lr,
-        ).validate()
-
-    # -- fitting ------------------------------------------------------------------------
-    def _fit(self, X: np.ndarray) -> None:
-        self.search_config()
-        dev = resolve_device(self.device)
-        arch = self._arch(X.shape[1:])
-        bar = None
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.iterations, desc="train WGAN", unit="it")
-
-        def progress(it, rec):
-            if bar is not None:
-                bar.n = it
-                bar.set_postfix(W=f"{rec['wasserstein_estimate']:.3g}", refresh=False)
-                bar.refresh()
-
-        try:
-            gen, critic, history = train_wgan(
-                torch.from_numpy(X),
-                arch,
-                self.train_config(),
-                seed=self.random_state,
-                device=dev,
-                out_dir=self.work_dir,
-                progress=progress,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-        self.generator_, self.critic_ = gen, critic
-        self.train_history_ = history
-        g = torch.Generator().manual_seed(int(self.random_state) + 7919)
-        self.z0_ = torch.randn(self.n_seeds, self.latent_dim, generator=g)
-
-    # -- scoring --------------------------------------------------------------------------
-    def search(self, X, record: bool = False, keep_z: bool = True) -> SearchResult:
-        """Run the latent search on validated images; exposes per-seed losses and latents
-        (``keep_z=False``: not the final latents, only their prior log-density)."""
-        X = torch.from_numpy(self._validate(X, reset=False))
-        bar = None
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(X), desc="ADGAN search", unit="img")
-        try:
-            return latent_search(
-                self.generator_,
-                X,
-                self.z0_,
-                self.search_config(),
-                record=record,
-                progress=bar.update if bar is not None else None,
-                keep_z=keep_z,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _search_summary(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean final loss, mean prior log-density of the final latents) per image, from
-        the search or, when the same generator, seeds, settings and images were searched a
-        moment ago, from that search (the search is deterministic)."""
-        Xv = self._validate(X, reset=False)
-        dev = str(next(self.generator_.parameters()).device)
-        key = digest(self.generator_.state_dict(), self.z0_, self.search_config(), dev, Xv)
-        out = _RECENT.get(key)
-        if out is None:
-            res = self.search(Xv, keep_z=False)
-            out = (res.loss, res.prior_log_density())
-            _RECENT.put(key, out, 16 * len(Xv))
-        return out
-
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        return -self._search_summary(X)[0]
-
-    # -- persistence ----------------------------------------------------------------------
-    def _get_state(self) -> dict:
-        return {
-            "arch": json.dumps(self.generator_.config.to_dict()),
-            "generator": {k: v.cpu() for k, v in self.generator_.state_dict().items()},
-            "critic": {k: v.cpu() for k, v in self.critic_.state_dict().items()},
-            "z0": self.z0_.cpu(),
-        }
-
-    def _set_state(self, state: dict) -> None:
-        arch = DCGANConfig(**json.loads(state["arch"]))
-        dev = resolve_device(self.device)
-        gen, critic = Generator(arch), Critic(arch)
-        load_state(gen, state["generator"], "detector file", "generator")
-        load_state(critic, state["critic"], "detector file", "critic")
-        self.generator_, self.critic_ = gen.to(dev).eval(), critic.to(dev).eval()
-        self.z0_ = state["z0"]
+    def score_samples_from(self, scores: SearchScores) -> np.ndarray:
+        return -scores.loss
 
 
-class PriorLikelihood(ADGAN):
+class PriorLikelihood(LatentSearchDetector):
     """Section 4.3's alternative: the mean log-density under p_z of ADGAN's final latent
-    vectors. score_samples = that mean (higher = more normal)."""
+    vectors. score_samples = that mean (higher = more normal). Parameters as ``ADGAN``'s."""
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        return self._search_summary(X)[1]
+    detector_name = "prior"
 
-
-class DiscriminatorScore(ADGAN):
-    """Section 4.3's alternative: the trained critic's output (higher = more real = normal)."""
-
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        dev = next(self.critic_.parameters()).device
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(X), 512):
-                out.append(self.critic_(torch.from_numpy(X[i : i + 512]).to(dev)).cpu().numpy())
-        return np.concatenate(out).astype(np.float64)
+    def score_samples_from(self, scores: SearchScores) -> np.ndarray:
+        return scores.log_prior

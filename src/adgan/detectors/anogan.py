@@ -8,15 +8,24 @@ import logging
 import numpy as np
 import torch
 
-from adgan.base import as_images, check_contamination, outlier_labels, split_calibration
-from adgan.detectors.adgan import ADGAN
+from adgan.base import calibration_count
+from adgan.detectors.gan_based import (
+    COMMON_CONSTRAINTS,
+    GAN_CONSTRAINTS,
+    GANDetector,
+    store_params,
+)
 from adgan.errors import ConfigError
-from adgan.torch_utils import flush_denormals
+from adgan.params import COUNT, Either, Real, Seq, Whole
 
 log = logging.getLogger(__name__)
 
+#: AnoGAN starts every image from the first of the initial latents drawn for the paper's
+#: 64 seeds: where ADGAN's first seed starts with the paper's settings
+PAPER_SEEDS = 64
 
-class AnoGAN(ADGAN):
+
+class AnoGAN(GANDetector):
     """AnoGAN's score on ADGAN's WGAN: search z alone (the generator stays fixed) to minimise
 
         (1 - lambda) * ||x - g(z)||_1 + lambda * ||f(x) - f(g(z))||_1,
@@ -25,7 +34,10 @@ class AnoGAN(ADGAN):
     lambda = 0.1 and Gamma = 500 steps as in Schlegl et al.; the anomaly score is that loss
     at the end. All images are searched at once, each with its own z (one Adam over the
     stacked latents is one Adam per image, Adam being element-wise); one seed per image as
-    in AnoGAN. Adam's learning rate (0.01 here) is our choice: the paper does not give one.
+    in AnoGAN, the same for every image (so a score depends on the image alone): the first
+    of the initial latents the GAN draws for the paper's 64 seeds, where ADGAN's first seed
+    starts with the paper's settings. Adam's learning rate (0.01 here) is our choice: the
+    paper does not give one.
 
     Number of steps: ``anogan_steps`` is one number, or candidates to choose among on a
     labelled holdout drawn from the training data, as the classic methods choose their PCA
@@ -51,8 +63,9 @@ class AnoGAN(ADGAN):
         Images searched at once.
     anogan_holdout_max : int
         Anomalous images used to choose the number of steps, at most.
-    **kwargs
-        Every ADGAN parameter (the GAN and its training).
+    latent_dim, width, objective, iterations, batch_size, n_critic, lr, contamination,
+    calibration, random_state, device, work_dir, verbose
+        As for ADGAN: the GAN, its training, the threshold and where it runs.
 
     Attributes
     ----------
@@ -67,100 +80,84 @@ class AnoGAN(ADGAN):
     Detection with Generative Adversarial Networks to Guide Marker Discovery. IPMI 2017.
     """
 
-    _extra = ("anogan_steps", "anogan_lr", "anogan_lambda", "anogan_batch", "anogan_holdout_max")
-    #: example values of each type a parameter accepts beyond its default's (for presets)
-    param_types = {"anogan_steps": (500, [500])}
-    #: ``fit`` takes labels (1 normal, -1 anomalous) of training images to choose a setting
+    detector_name = "anogan"
+    param_constraints = {
+        **GAN_CONSTRAINTS,
+        "anogan_steps": Either(Whole(ge=0), Seq(Whole(ge=0))),
+        "anogan_lr": Real(ge=0),
+        "anogan_lambda": Real(ge=0, le=1),
+        "anogan_batch": COUNT,
+        "anogan_holdout_max": COUNT,
+        **COMMON_CONSTRAINTS,
+    }
     selects_on_labels = True
+    labels_choose = "AnoGAN's number of steps"
 
     def __init__(
         self,
         *,
+        latent_dim: int = 256,
+        width: int = 64,
+        objective: str = "wgan",
+        iterations: int = 1000,
+        batch_size: int = 64,
+        n_critic: int = 5,
+        lr: float | None = None,
         anogan_steps: int | tuple[int, ...] = 500,
         anogan_lr: float = 0.01,
         anogan_lambda: float = 0.1,
         anogan_batch: int = 512,
         anogan_holdout_max: int = 300,
-        **kwargs,
+        contamination: float = 0.05,
+        calibration: float | int = 0.1,
+        random_state: int = 0,
+        device: str = "auto",
+        work_dir: str | None = None,
+        verbose: bool = False,
     ):
-        super().__init__(**kwargs)
-        self.anogan_steps = anogan_steps
-        self.anogan_lr = anogan_lr
-        self.anogan_lambda = anogan_lambda
-        self.anogan_batch = anogan_batch
-        self.anogan_holdout_max = anogan_holdout_max
+        store_params(self, locals())
 
-    @classmethod
-    def _get_param_names(cls):
-        return sorted(set(ADGAN._get_param_names()) | set(cls._extra))
+    def _n_latents(self) -> int:
+        return PAPER_SEEDS
 
     def _step_candidates(self) -> list[int]:
         raw = self.anogan_steps
         values = [raw] if np.ndim(raw) == 0 else list(raw)
-
-        def whole(v) -> bool:
-            return (
-                not isinstance(v, bool)
-                and isinstance(v, (int, float, np.integer, np.floating))
-                and float(v).is_integer()
-                and v >= 0
-            )
-
-        if not values or not all(whole(v) for v in values):
-            raise ConfigError(
-                f"anogan_steps: expected a number of steps >= 0 or a list of them, got {raw!r}"
-            )
         return sorted({int(v) for v in values})
 
-    def fit(self, X, y=None):
-        """Train the GAN on the normal images of X (all of X without labels) and, given
-        labels with anomalies and several ``anogan_steps``, choose the number of steps; see
-        the class docstring."""
-        check_contamination(self.contamination)
-        steps = self._step_candidates()
-        if isinstance(self.anogan_holdout_max, bool) or not (
-            isinstance(self.anogan_holdout_max, (int, np.integer)) and self.anogan_holdout_max >= 1
-        ):
-            raise ConfigError(
-                f"anogan_holdout_max: expected a number of images >= 1, "
-                f"got {self.anogan_holdout_max!r}"
-            )
-        X = as_images(X)
-        labels = outlier_labels(y, len(X), "AnoGAN's number of steps")
-        anomalies = None
-        if labels is not None and (labels == -1).any():
-            anomalies, X = X[labels == -1], X[labels == 1]
-        with flush_denormals():
-            X = self._validate(X, reset=True)
-            fit_idx, cal_idx = split_calibration(len(X), self.calibration, self.random_state)
-            held_out = len(fit_idx) + len(cal_idx) == len(X)  # calibration=0: none held out
-            if len(steps) > 1 and anomalies is not None and not held_out:
+    def _select(self, X: np.ndarray, labels: np.ndarray | None) -> None:
+        self.__dict__.pop("anogan_step_scores_", None)
+        n_normal = len(X) if labels is None else int((labels == 1).sum())
+        choosing = labels is not None and (labels == -1).any()
+        if choosing and len(self._step_candidates()) > 1:
+            if calibration_count(n_normal, self.calibration) <= 0:
                 raise ConfigError(
                     "calibration: choosing among several anogan_steps needs normal images "
                     "held out of the GAN's training; set calibration > 0"
                 )
-            self._fit(X[fit_idx])
-            cal = X[cal_idx]
-            self.__dict__.pop("anogan_step_scores_", None)
-            if len(steps) > 1 and anomalies is not None:
-                from sklearn.metrics import roc_auc_score
 
-                n_a = min(len(anomalies), int(self.anogan_holdout_max))
-                rng = np.random.default_rng([int(self.random_state or 0), 3])
-                pick = np.sort(rng.choice(len(anomalies), n_a, replace=False))
-                scores = self._search(np.concatenate([cal, anomalies[pick]]), steps)
-                normal = np.r_[np.ones(len(cal), bool), np.zeros(n_a, bool)]
-                aucs = {s: float(roc_auc_score(normal, scores[s])) for s in steps}
-                chosen = max(aucs, key=aucs.get)  # the first maximum: the fewest steps
-                log.info("AnoGAN: %d steps (holdout ROC-AUC %s)", chosen, aucs)
-                self.anogan_step_scores_ = aucs
-                cal_scores = scores[chosen][: len(cal)]
-            else:
-                chosen = steps[-1]
-                cal_scores = self._search(cal, [chosen])[chosen]
-            self.anogan_steps_ = int(chosen)
-            self._set_threshold(cal_scores)
-        return self
+    def _calibrate(self, cal: np.ndarray, anomalies: np.ndarray | None) -> np.ndarray:
+        """Choose the number of steps on the calibration images and ``anomalies`` (see the
+        class docstring); the calibration images' scores at the chosen number."""
+        steps = self._step_candidates()
+        if len(steps) > 1 and anomalies is not None:
+            from sklearn.metrics import roc_auc_score
+
+            n_a = min(len(anomalies), int(self.anogan_holdout_max))
+            rng = np.random.default_rng([int(self.random_state or 0), 3])
+            pick = np.sort(rng.choice(len(anomalies), n_a, replace=False))
+            scores = self._search(np.concatenate([cal, anomalies[pick]]), steps)
+            normal = np.r_[np.ones(len(cal), bool), np.zeros(n_a, bool)]
+            aucs = {s: float(roc_auc_score(normal, scores[s])) for s in steps}
+            chosen = max(aucs, key=aucs.get)  # the first maximum: the fewest steps
+            log.info("AnoGAN: %d steps (holdout ROC-AUC %s)", chosen, aucs)
+            self.anogan_step_scores_ = aucs
+            cal_scores = scores[chosen][: len(cal)]
+        else:
+            chosen = steps[-1]
+            cal_scores = self._search(cal, [chosen])[chosen]
+        self.anogan_steps_ = int(chosen)
+        return cal_scores
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._search(X, [self.anogan_steps_])[self.anogan_steps_]
@@ -174,12 +171,12 @@ class AnoGAN(ADGAN):
         return {s: np.concatenate([p[s] for p in parts]) for s in steps}
 
     def _search_batch(self, X: np.ndarray, steps: list[int]) -> dict[int, np.ndarray]:
-        gen, critic = self.generator_.eval(), self.critic_.eval()
+        gen, critic = self.gan_.generator.eval(), self.gan_.critic.eval()
         dev = next(gen.parameters()).device
         x = torch.from_numpy(X).to(dev)
         # the same initial latent (ADGAN's first seed) for every image: a score depends on
         # the image alone
-        z = self.z0_[:1].repeat(len(X), 1).to(dev).requires_grad_(True)  # (n, latent)
+        z = self.gan_.z0[:1].repeat(len(X), 1).to(dev).requires_grad_(True)  # (n, latent)
         opt = torch.optim.Adam([z], lr=self.anogan_lr)
         lam = self.anogan_lambda
         wanted, last = set(steps), max(steps)

@@ -12,9 +12,21 @@ import torch
 from torch import nn
 
 from adgan.base import BaseDetector, resolve_device
-from adgan.errors import ConfigError, DataError, TrainingDiverged
+from adgan.errors import DataError, TrainingDiverged
 from adgan.files import load_state
 from adgan.nets.autoencoders import AEConfig, ConvAutoencoder, ConvVAE
+from adgan.params import (
+    CALIBRATION,
+    CONTAMINATION,
+    COUNT,
+    DEVICE,
+    RATE,
+    SEED,
+    Bool,
+    Int,
+    Real,
+    optional,
+)
 from adgan.progress import progress_bar
 from adgan.torch_utils import seeded
 
@@ -28,6 +40,18 @@ class _ConvAEDetector(BaseDetector):
     """Training, batched scoring and persistence shared by DCAE and VAE."""
 
     _variational = False
+    param_constraints = {
+        "latent_dim": COUNT,
+        "width": COUNT,
+        "epochs": Int(ge=0),
+        "batch_size": COUNT,
+        "lr": RATE,
+        "contamination": CONTAMINATION,
+        "calibration": CALIBRATION,
+        "random_state": SEED,
+        "device": DEVICE,
+        "verbose": Bool(),
+    }
 
     # -- configuration ------------------------------------------------------------------
     def _arch(self, shape) -> AEConfig:
@@ -57,8 +81,6 @@ class _ConvAEDetector(BaseDetector):
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise ConfigError("epochs >= 0, batch_size >= 1 and lr > 0 are required")
         dev = resolve_device(self.device)
         arch = self._arch(X.shape[1:])
         seed = int(self.random_state)
@@ -206,6 +228,8 @@ class DCAE(_ConvAEDetector):
         self.device = device
         self.verbose = verbose
 
+    detector_name = "dcae"
+
     def _loss(self, net, x, gen):
         return ((net(x) - x) ** 2).flatten(1).sum(1)
 
@@ -265,6 +289,12 @@ class VAE(_ConvAEDetector):
     """
 
     _variational = True
+    detector_name = "vae"
+    param_constraints = {
+        **_ConvAEDetector.param_constraints,
+        "n_elbo_samples": COUNT,
+        "decoder_std": optional(Real(gt=0)),
+    }
 
     def __init__(
         self,
@@ -296,8 +326,6 @@ class VAE(_ConvAEDetector):
         self.verbose = verbose
 
     def _fit(self, X: np.ndarray) -> None:
-        if self.n_elbo_samples < 1:
-            raise ConfigError(f"n_elbo_samples: expected >= 1, got {self.n_elbo_samples}")
         super()._fit(X)
         g = torch.Generator().manual_seed(int(self.random_state) + 2)
         self.eps_ = torch.randn(int(self.n_elbo_samples), self.latent_dim, generator=g)

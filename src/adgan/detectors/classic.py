@@ -9,16 +9,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from adgan._cache import Recent, digest
-from adgan.base import BaseDetector, outlier_labels, resolve_device, split_calibration
+from adgan.base import BaseDetector, resolve_device
 from adgan.errors import CheckpointError, ConfigError, DataError
 from adgan.files import load_state
+from adgan.params import (
+    CALIBRATION,
+    CONTAMINATION,
+    COUNT,
+    DEVICE,
+    Either,
+    Float,
+    Int,
+    Options,
+    PathName,
+    Real,
+    Seq,
+    Text,
+    optional,
+)
 
 log = logging.getLogger(__name__)
 
 MODELS = ("kde", "ocsvm", "iforest", "gmm")
 FEATURES = ("pca", "alexnet")
-_FEATURES = Recent(max_items=4, max_bytes=2**30)
 #: the paper's KDE bandwidth grid {2^0, 2^0.5, ..., 2^4}
 BANDWIDTHS = tuple(float(2.0 ** (k / 2)) for k in range(9))
 #: keeps Evangelista et al.'s ratio finite where every kernel value underflows to zero
@@ -231,8 +244,30 @@ class ClassicDetector(BaseDetector):
     (5, [-1, -1, -1])
     """
 
-    #: ``fit`` takes labels (1 normal, -1 anomalous) of training images to choose a setting
     selects_on_labels = True
+    labels_choose = "the PCA dimension"
+    param_constraints = {
+        "model": Options(*MODELS),
+        "features": Options(*FEATURES),
+        "pca_dims": Seq(COUNT),
+        "pca_dim_default": optional(COUNT),
+        "holdout": Float(gt=0, lt=1),
+        "bandwidths": Seq(Real(gt=0)),
+        "n_folds": Int(ge=2),
+        "nu": Real(gt=0, le=1),
+        "gamma_grid": optional(Seq(Real(gt=0))),
+        "kernel_max_samples": Int(ge=2),
+        "n_components_grid": Seq(COUNT),
+        "covariance_type": Options("full", "tied", "diag", "spherical"),
+        "reg_covar": Real(ge=0),
+        "alexnet_weights": optional(Either(Text(), PathName())),
+        "alexnet_size": Int(ge=63),
+        "batch_size": COUNT,
+        "device": DEVICE,
+        "contamination": CONTAMINATION,
+        "calibration": CALIBRATION,
+        "random_state": optional(Int(ge=0)),
+    }
 
     def __init__(
         self,
@@ -290,6 +325,11 @@ class ClassicDetector(BaseDetector):
     def _validate(self, X, reset: bool) -> np.ndarray:
         # (n, d) arrays are features, (n, [C,] H, W) images; after fit, follow what fit saw
         if reset:
+            if self.features == "alexnet":
+                from adgan.nets.alexnet import load_alexnet
+
+                # only the convolutional stack is used; dropping the classifier frees ~230 MB
+                self.alexnet_ = load_alexnet(self.alexnet_weights, self.random_state or 0).features
             as_img = self.features == "alexnet" or _ndim(X) in (3, 4)
             for stale in ("image_shape_", "n_features_in_", "feature_names_in_"):
                 if hasattr(self, stale):
@@ -300,64 +340,46 @@ class ClassicDetector(BaseDetector):
             return self._validate_data_2d(X, reset)
         return self._validate_images(X, reset)
 
-    def _raw_features(self, X: np.ndarray) -> np.ndarray:
-        if self.features == "alexnet":
-            from adgan.nets.alexnet import conv_features
+    @property
+    def detector_name(self) -> str:  # type: ignore[override]
+        return self.model if self.features == "pca" else f"{self.model}-alexnet"
 
-            # the four *-alexnet methods of one evaluation see the same images: compute the
-            # features once (they are float32 values, so keeping them as float32 is exact)
-            key = digest(self.alexnet_.state_dict(), self.alexnet_size, X)
-            F32 = _FEATURES.get(key)
-            if F32 is None:
-                F32 = conv_features(
-                    self.alexnet_,
-                    X,
-                    self.alexnet_size,
-                    self.batch_size,
-                    resolve_device(self.device),
-                ).astype(np.float32)
-                _FEATURES.put(key, F32, F32.nbytes)
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """Flattened pixels, or AlexNet's features (as float64)."""
+        if self.features == "alexnet":
+            from adgan.nets.alexnet import cached_conv_features
+
+            F32 = cached_conv_features(
+                self.alexnet_, X, self.alexnet_size, self.batch_size, resolve_device(self.device)
+            )
             return F32.astype(np.float64)
         return X.reshape(len(X), -1).astype(np.float64, copy=False)
 
     def _clip_dim(self, dim: int, n: int, d: int) -> int:
         return int(max(1, min(int(dim), n - 1, d)))
 
-    # -- fitting ------------------------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Fit on the inliers of X (all of X without labels); see the class docstring."""
-        if self.model not in MODELS:
-            raise ConfigError(f"model: expected one of {', '.join(MODELS)}, got {self.model!r}")
-        if self.features not in FEATURES:
-            raise ConfigError(
-                f"features: expected one of {', '.join(FEATURES)}, got {self.features!r}"
-            )
-        if self.features == "alexnet":
-            from adgan.nets.alexnet import load_alexnet
-
-            # only the convolutional stack is used; dropping the classifier frees ~230 MB
-            self.alexnet_ = load_alexnet(self.alexnet_weights, self.random_state or 0).features
-        X = self._validate(X, reset=True)
-        if len(X) < 2:
-            raise DataError(f"X: at least 2 samples are needed to fit, got n_samples={len(X)}")
-        labels = outlier_labels(y, len(X), "the PCA dimension")
-        F = self._raw_features(X)
+    # -- fitting (the steps of BaseDetector.fit) ------------------------------------------------
+    def _select(self, F: np.ndarray, labels: np.ndarray | None) -> None:
+        """With outlier labels, the PCA dimension of best holdout ROC-AUC (``_fit`` takes
+        it from ``pca_dim_scores_``)."""
+        if len(F) < 2:
+            raise DataError(f"X: at least 2 samples are needed to fit, got n_samples={len(F)}")
+        self.__dict__.pop("pca_dim_scores_", None)
         if labels is not None and (labels == -1).any():
             self.pca_dim_scores_ = self._select_dim(F, labels)
-            # max() keeps the first maximum: the smallest dimension among ties
-            chosen = max(self.pca_dim_scores_, key=self.pca_dim_scores_.get)
-            log.info("PCA dimension %d (holdout ROC-AUC %s)", chosen, self.pca_dim_scores_)
-            F = F[labels == 1]
-        else:
+            log.info("PCA dimension scores (holdout ROC-AUC) %s", self.pca_dim_scores_)
+
+    def _fit(self, F: np.ndarray) -> None:
+        scores = getattr(self, "pca_dim_scores_", None)
+        if scores:  # max() keeps the first maximum: the smallest dimension among ties
+            chosen = max(scores, key=scores.get)
+        elif self.pca_dim_default is not None:
             chosen = self.pca_dim_default
-            if chosen is None:
-                chosen = max(self.pca_dims)
-        fit_idx, cal_idx = split_calibration(len(F), self.calibration, self.random_state)
-        self.pca_dim_ = self._clip_dim(chosen, len(fit_idx), F.shape[1])
-        for name, value in self._fit_space(F[fit_idx], self.pca_dim_).items():
+        else:
+            chosen = max(self.pca_dims)
+        self.pca_dim_ = self._clip_dim(chosen, len(F), F.shape[1])
+        for name, value in self._fit_space(F, self.pca_dim_).items():
             setattr(self, name, value)
-        self._set_threshold(self._score_features(F[cal_idx]))
-        return self
 
     def _select_dim(self, F: np.ndarray, labels: np.ndarray) -> dict[int, float]:
         from sklearn.metrics import roc_auc_score
@@ -477,11 +499,8 @@ class ClassicDetector(BaseDetector):
     def _model_score(fitted: dict[str, Any], Z: np.ndarray) -> np.ndarray:
         return np.asarray(fitted["model_"].score_samples(Z), dtype=np.float64)
 
-    def _score_features(self, F: np.ndarray) -> np.ndarray:
+    def _score(self, F: np.ndarray) -> np.ndarray:
         return self._model_score(vars(self), self._project(F, vars(self)))
-
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        return self._score_features(self._raw_features(X))
 
     # -- persistence --------------------------------------------------------------------------
     def _hyper(self) -> dict[str, Any]:

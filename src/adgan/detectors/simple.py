@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from adgan.base import BaseDetector
+from adgan.params import CALIBRATION, CONTAMINATION, SEED
 
 
 class MeanImage(BaseDetector):
@@ -29,6 +30,13 @@ class MeanImage(BaseDetector):
     >>> MeanImage().fit(X).anomaly_score(X + 0.5)[:2]
     array([16., 16.])
     """
+
+    detector_name = "mean-image"
+    param_constraints = {
+        "contamination": CONTAMINATION,
+        "calibration": CALIBRATION,
+        "random_state": SEED,
+    }
 
     def __init__(
         self, *, contamination: float = 0.05, calibration: float | int = 0.0, random_state: int = 0

@@ -11,13 +11,13 @@ A preset file has these tables, and nothing else:
   (``Preset.for_dataset``).
 
 Every key is checked when the file is read: an unknown table, method or parameter, or a value
-of the wrong type, is an error that names the key, the file and what is accepted.
+that the parameter does not accept (its type or range, as the detectors' ``param_constraints``
+state them; ``adgan.params``), is an error that names the key, the file and what is accepted.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -185,51 +185,12 @@ def _table(data: dict, key: str, where: str, prefix: str) -> dict:
 
 
 def _check_value(key: str, value: Any, methods: list[str], where: str, table: str) -> None:
-    """The value's type must fit the parameter's type for at least one method taking ``key``
-    (its default's type, or the types a detector declares in ``param_types``; a float
-    parameter takes an integer; None defaults take anything); numbers are finite."""
-    from adgan.registry import DETECTORS, detector_params
+    """The value must be one that at least one method taking ``key`` accepts (its
+    ``param_constraints``)."""
+    from adgan.registry import DETECTORS
 
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"preset {where}: [{table}] {key} must be finite, got {value!r}")
-    examples = []
-    for m in methods:
-        declared = getattr(DETECTORS[m][0], "param_types", {}).get(key)
-        for d in declared if declared is not None else (detector_params(m)[key],):
-            if d is None or _fits(value, d):
-                return
-            examples.append(d)
-    want = " or ".join(sorted({_type_name(d) for d in examples}))
-    raise ConfigError(
-        f"preset {where}: [{table}] {key} must be {want}, got {value!r} ({_type_name(value)})"
-    )
-
-
-def _fits(value: Any, default: Any) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if isinstance(default, int):
-        return isinstance(value, int)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, tuple | list):
-        return isinstance(value, list)
-    return True
-
-
-def _type_name(v: Any) -> str:
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int):
-        return "an integer"
-    if isinstance(v, float):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, tuple | list):
-        return "a list"
-    return type(v).__name__
+    constraints = [DETECTORS[m][0].param_constraints[key] for m in methods]
+    if any(c.accepts(value) for c in constraints):
+        return
+    want = " or ".join(dict.fromkeys(c.describe() for c in constraints))
+    raise ConfigError(f"preset {where}: [{table}] {key} must be {want}, got {value!r}")

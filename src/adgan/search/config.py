@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from adgan.errors import ConfigError
+from adgan.params import Bool, Int, Options, Real, check_params, optional
 
 KERNELS = ("auto", "fused", "bmm", "loop")
 BN_STATS = ("running", "seeds")
@@ -56,17 +57,24 @@ class SearchConfig:
     bn_stats: str = "running"
     native: bool = True
 
+    param_constraints: ClassVar[dict] = {
+        "n_seeds": Int(ge=1),
+        "steps": Int(ge=0),
+        "lr_z": Real(ge=0),
+        "lr_theta": Real(ge=0),
+        "eps": Real(ge=0),
+        "adapt_generator": Bool(),
+        "kernel": Options(*KERNELS),
+        "max_pairs": optional(Int(ge=1)),
+        "memory_mb": Real(gt=0),
+        "workers": optional(Int(ge=1)),
+        "bn_stats": Options(*BN_STATS),
+        "native": Bool(),
+    }
+
     def validate(self) -> SearchConfig:
-        if self.n_seeds < 1 or self.steps < 0:
-            raise ConfigError(
-                f"n_seeds must be >= 1 and steps >= 0, got {self.n_seeds}, {self.steps}"
-            )
-        if self.bn_stats not in BN_STATS:
-            raise ConfigError(f"bn_stats: expected one of {BN_STATS}, got {self.bn_stats!r}")
-        if self.kernel not in KERNELS:
-            raise ConfigError(f"kernel: expected one of {KERNELS}, got {self.kernel!r}")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"workers must be >= 1 or None, got {self.workers}")
+        """ConfigError naming the first setting out of its range; else self."""
+        check_params(self)
         return self
 
 
