@@ -12,7 +12,8 @@ from sklearn.neighbors import KernelDensity
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from adgan.detectors.autoencoder import DCAE, VAE
-from adgan.detectors.classic import BANDWIDTHS, MODELS, ClassicDetector, evangelista_gamma
+from adgan.detectors.classic import BANDWIDTHS, MODELS, ClassicDetector
+from adgan.detectors.rbf_width import evangelista_gamma
 from adgan.errors import CheckpointError, ConfigError
 from adgan.nets.alexnet import AlexNet, conv_features, load_alexnet
 from adgan.registry import load_detector
