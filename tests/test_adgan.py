@@ -154,3 +154,31 @@ def test_one_search_gives_adgans_and_the_prior_scores(tmp_path):
         PriorLikelihood(**{**TINY, "steps": 1}).fit_from(det)
     other = ADGAN(**TINY, random_state=5).fit(X)
     assert not np.array_equal(other.score_samples(X[:5]), det.score_samples(X[:5]))
+
+
+def test_evaluate_reads_the_prior_score_from_adgans_search(tmp_path, monkeypatch):
+    import adgan.detectors.adgan as mod
+    from adgan.data import load_digits
+    from adgan.detectors.adgan import PriorLikelihood
+    from adgan.evaluate import evaluate_class
+    from adgan.presets import Preset
+
+    calls, real = [], mod.latent_search
+    monkeypatch.setattr(mod, "latent_search", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train, test = load_digits()
+    keep = {}
+    recs = list(
+        evaluate_class(
+            train, test, "digits", 1, ["adgan", "prior"], Preset(name="tiny", params=TINY),
+            n_test=40, work_dir=tmp_path, keep=keep,
+        )
+    )  # fmt: skip
+    assert [r["method"] for r in recs] == ["adgan", "prior"]
+    assert len(calls) == 2  # the calibration images and the test images, once each
+    _, task, prior_scores = keep["prior"]
+    alone = PriorLikelihood(**TINY).fit(task.x_train)
+    np.testing.assert_array_equal(prior_scores, alone.anomaly_score(task.x_test))
+    np.testing.assert_array_equal(keep["prior"][0].offset_, alone.offset_)
+    np.testing.assert_array_equal(
+        keep["adgan"][2], ADGAN(**TINY).fit(task.x_train).anomaly_score(task.x_test)
+    )

@@ -49,7 +49,7 @@ class SearchScores(NamedTuple):
     log_prior: np.ndarray
 
 
-def search(
+def run_search(
     gan: FittedGAN,
     X: np.ndarray,
     config: SearchConfig,
@@ -76,7 +76,7 @@ def search_scores(
 ) -> SearchScores:
     """Both scores of images X from one search (the final latents themselves are not
     kept)."""
-    res = search(gan, X, config, keep_z=False, verbose=verbose)
+    res = run_search(gan, X, config, keep_z=False, verbose=verbose)
     return SearchScores(res.loss, res.prior_log_density())
 
 
@@ -136,7 +136,7 @@ class LatentSearchDetector(GANDetector):
         """The latent search of images X, with per-seed losses and final latents
         (``keep_z=False``: only their prior log-density); ``record``: every step's too."""
         X = self._validate(X, reset=False)
-        return search(self.gan_, X, self.search_config(), record, keep_z, self.verbose)
+        return run_search(self.gan_, X, self.search_config(), record, keep_z, self.verbose)
 
     def search_scores(self, X) -> SearchScores:
         """Both scores of images X from one search: what ADGAN and the prior-likelihood
