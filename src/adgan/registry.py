@@ -13,6 +13,7 @@ from typing import Any
 
 from adgan.base import FORMAT, BaseDetector
 from adgan.detectors.adgan import ADGAN, PriorLikelihood
+from adgan.detectors.adgan_plus import ADGANPlus
 from adgan.detectors.anogan import AnoGAN
 from adgan.detectors.autoencoder import DCAE, VAE
 from adgan.detectors.classic import ClassicDetector
@@ -23,6 +24,7 @@ from adgan.files import check_header, safe_torch_load
 
 DETECTORS: dict[str, tuple[type, dict[str, Any]]] = {
     "adgan": (ADGAN, {}),
+    "adgan-plus": (ADGANPlus, {}),
     "kde": (ClassicDetector, {"model": "kde", "features": "pca"}),
     "ocsvm": (ClassicDetector, {"model": "ocsvm", "features": "pca"}),
     "iforest": (ClassicDetector, {"model": "iforest", "features": "pca"}),
@@ -40,7 +42,7 @@ DETECTORS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 #: detectors that share ADGAN's trained GAN (the benchmark trains it once for all of them)
-GAN_DETECTORS = ("adgan", "anogan", "discriminator", "prior")
+GAN_DETECTORS = ("adgan", "adgan-plus", "anogan", "discriminator", "prior")
 
 _PARAMS: dict[str, dict[str, Any]] = {}
 

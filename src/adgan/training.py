@@ -373,6 +373,18 @@ def load_gan(path: str | Path, device="cpu") -> tuple[Generator, Critic, dict]:
     return gen.to(device).eval(), critic.to(device).eval(), blob
 
 
+def ema_generators(blob: dict, seed: int, device="cpu") -> dict[float, Generator]:
+    """The generator's moving averages kept in a training checkpoint (``load_gan``'s blob),
+    with their BatchNorm statistics re-estimated as training does at its end."""
+    if "generator_ema" not in blob:
+        raise CheckpointError("the checkpoint keeps no moving averages of the generator")
+    arch = DCGANConfig(**json.loads(blob["arch"]))
+    gen = Generator(arch).to(device)
+    ema = _EMA(gen)
+    ema.load_state_dict(blob["generator_ema"])
+    return ema.generators(gen, seed)
+
+
 def _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, data, ema):
     blob = safe_torch_load(ck, "GAN checkpoint")
     check_header(blob, CHECKPOINT_FORMAT, ck, "GAN checkpoint", "; use another output folder")

@@ -1,0 +1,164 @@
+"""Training-split holdout study: what the trained GANs cover, and the parts of adgan-plus.
+
+Everything here reads the training split only. For a normal class, the GAN is the one the
+benchmark trained (``BENCH/work/gan-<dataset>-c<class>-s<seed>/checkpoint.pt``, trained on the
+class's training images less the 100 held out for calibration). The holdout is those 100
+held-out normal images against ``--anomalies`` images drawn from the other classes' training
+images; a third group, ``--trained`` images the GAN was trained on, shows how much of the
+reconstruction gap is memorisation.
+
+    python benchmarks/holdout_study.py --dataset mnist --classes 2,8 --bench docs/bench/mnist-cpu \
+        --out holdout/mnist
+
+For each class it writes ``scores-<dataset>-c<class>.npz`` (every variant's per-image scores,
+resumable: a variant already there is not recomputed) and prints, and appends to
+``holdout.csv``, one row per variant: holdout ROC-AUC (anomalous = positive) and, for the
+searches, the mean final loss of each group and the mean loss at every step.
+
+Variants: ``recon`` (the faithful search on the trained generator, bn_stats=seeds),
+``recon-ema0.99`` and ``recon-ema0.999`` (the same on the generator's moving averages),
+``rotation`` (adgan.selfsup on a copy of the critic's body), ``rotation-scratch`` (the same
+network trained from a random start instead of the critic), and the standardised sums
+``recon+rotation`` and ``recon-ema*+rotation`` (standardised on the held-out normal images,
+as adgan-plus does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from adgan.base import as_images, split_calibration
+from adgan.data import load_dataset
+from adgan.search import SearchConfig, latent_search
+from adgan.selfsup import RotationConfig, rotation_loss, train_rotation_net
+from adgan.training import ema_generators, load_gan
+
+FIELDS = ["dataset", "normal_class", "variant", "auc", "loss_trained", "loss_normal",
+          "loss_anomalous", "loss_path_normal", "loss_path_anomalous", "seconds"]  # fmt: skip
+
+
+def groups(train, c: int, n_anom: int, n_trained: int, calibration: int, seed: int):
+    X = train.images[train.labels == c]
+    fit_idx, cal_idx = split_calibration(len(X), calibration, seed)
+    others = np.flatnonzero(train.labels != c)
+    pick = np.sort(np.random.default_rng([seed, 5]).choice(others, n_anom, replace=False))
+    trained = np.sort(np.random.default_rng([seed, 6]).choice(fit_idx, n_trained, replace=False))
+    return (
+        as_images(X[trained]),
+        as_images(X[cal_idx]),
+        as_images(train.images[pick]),
+        as_images(X[fit_idx]),
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", required=True, choices=["mnist", "cifar10", "digits"])
+    ap.add_argument("--classes", required=True, help="comma-separated normal classes")
+    ap.add_argument("--bench", required=True, help="the benchmark folder holding work/gan-*")
+    ap.add_argument("--data-root", default=os.environ.get("ADGAN_DATA"))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--anomalies", type=int, default=300)
+    ap.add_argument("--trained", type=int, default=100)
+    ap.add_argument("--calibration", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default="recon,rotation,recon-ema0.999,rotation-scratch")
+    ap.add_argument("--rotation-steps", type=int, default=1000)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, _ = load_dataset(args.dataset, args.data_root)  # the test split is never read
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    cfg = SearchConfig(bn_stats="seeds")
+    for c in (int(x) for x in args.classes.split(",")):
+        ck = Path(args.bench) / "work" / f"gan-{args.dataset}-c{c}-s{args.seed}" / "checkpoint.pt"
+        gen, critic, blob = load_gan(ck)
+        xt, xn, xa, xfit = groups(train, c, args.anomalies, args.trained, args.calibration,
+                                  args.seed)  # fmt: skip
+        y = np.r_[np.zeros(len(xn)), np.ones(len(xa))]
+        npz = out / f"scores-{args.dataset}-c{c}.npz"
+        have = dict(np.load(npz)) if npz.exists() else {}
+        g = torch.Generator().manual_seed(args.seed + 7919)
+        z0 = torch.randn(cfg.n_seeds, gen.config.latent_dim, generator=g)
+        emas = None
+        for v in wanted:
+            if v in have:
+                continue
+            t0 = time.perf_counter()
+            if v.startswith("recon"):
+                g_ = gen
+                if "ema" in v:
+                    emas = emas or ema_generators(blob, args.seed)
+                    g_ = emas[float(v.split("ema")[1])]
+                x = torch.from_numpy(np.concatenate([xt, xn, xa]))
+                res = latent_search(g_, x, z0, cfg, record=True, keep_z=False)
+                path = res.loss_path.mean(axis=2)  # (steps + 1, n): mean over seeds
+                have[v] = res.loss
+                have[v + ":path"] = path
+            elif v.startswith("rotation"):
+                steps = args.rotation_steps
+                src = critic
+                if v == "rotation-scratch":
+                    from adgan.nets.dcgan import Critic
+
+                    torch.manual_seed(args.seed)
+                    src = Critic(critic.config)
+                net = train_rotation_net(src, torch.from_numpy(xfit), RotationConfig(steps=steps),
+                                         seed=args.seed)  # fmt: skip
+                have[v] = rotation_loss(net, torch.from_numpy(np.concatenate([xt, xn, xa])))
+            else:
+                raise SystemExit(f"unknown variant {v}")
+            have[v + ":seconds"] = np.array(time.perf_counter() - t0)
+            np.savez(npz, **have)
+        report(args.dataset, c, have, len(xt), len(xn), y, out / "holdout.csv")
+    return 0
+
+
+def std_on_normal(s: np.ndarray, nt: int, nn: int) -> np.ndarray:
+    ref = s[nt : nt + nn]
+    return (s - ref.mean()) / max(ref.std(), 1e-12)
+
+
+def report(dataset, c, have, nt, nn, y, csv_path: Path) -> None:
+    rows = []
+    base = [k for k in have if ":" not in k]
+    combos = {}
+    for r in [k for k in base if k.startswith("recon")]:
+        for q in [k for k in base if k == "rotation"]:
+            a = std_on_normal(np.log(np.maximum(have[r], 1e-12)), nt, nn)
+            combos[f"{r}+{q}"] = a + std_on_normal(have[q], nt, nn)
+    for name, s in [*((k, have[k]) for k in base), *combos.items()]:
+        auc = roc_auc_score(y, s[nt:])
+        row = {"dataset": dataset, "normal_class": c, "variant": name, "auc": round(auc, 4)}
+        if name in base and name.startswith("recon"):
+            p = have[name + ":path"]
+            row.update(
+                loss_trained=round(float(s[:nt].mean()), 2),
+                loss_normal=round(float(s[nt : nt + nn].mean()), 2),
+                loss_anomalous=round(float(s[nt + nn :].mean()), 2),
+                loss_path_normal=" ".join(f"{v:.1f}" for v in p[:, nt : nt + nn].mean(1)),
+                loss_path_anomalous=" ".join(f"{v:.1f}" for v in p[:, nt + nn :].mean(1)),
+            )
+        if name in base:
+            row["seconds"] = round(float(have[name + ":seconds"]), 1)
+        rows.append(row)
+        print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    new = not csv_path.exists()
+    with csv_path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS)
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
