@@ -24,7 +24,7 @@ from adgan.errors import ConfigError
 from adgan.gan import FittedGAN
 from adgan.params import COUNT, Bool, Int, Options, Real, optional
 from adgan.progress import progress_bar
-from adgan.search import BN_STATS, KERNELS, SearchConfig, SearchResult, latent_search
+from adgan.search import BN_STATS, KERNELS, PRECISIONS, SearchConfig, SearchResult, latent_search
 
 #: the search's parameters
 SEARCH_CONSTRAINTS = {
@@ -37,6 +37,7 @@ SEARCH_CONSTRAINTS = {
     "kernel": Options(*KERNELS),
     "max_pairs": optional(COUNT),
     "memory_mb": Real(gt=0),
+    "precision": Options(*PRECISIONS),
 }
 
 
@@ -106,6 +107,7 @@ class LatentSearchDetector(GANDetector):
         kernel: str = "auto",
         max_pairs: int | None = None,
         memory_mb: float = 512.0,
+        precision: str = "exact",
         contamination: float = 0.05,
         calibration: float | int = 0.1,
         random_state: int = 0,
@@ -129,6 +131,7 @@ class LatentSearchDetector(GANDetector):
             kernel=self.kernel,
             max_pairs=self.max_pairs,
             memory_mb=self.memory_mb,
+            precision=self.precision,
         ).validate()
 
     # -- the search ------------------------------------------------------------------------
@@ -211,6 +214,8 @@ class ADGAN(LatentSearchDetector):
         mode, seeds independent) or the batch statistics of each image's seeds (a generator
         in training mode with the seeds as its batch). The paper does not say.
     kernel, max_pairs, memory_mb : implementation of the search and its chunking.
+    precision : how the search stores each seed's copy of theta and its Adam moments
+        (``adgan.search.PRECISIONS``); "exact": in float32, as the plain loop does.
     contamination : float
         Fraction of calibration images above the threshold ``offset_``.
     calibration : float or int

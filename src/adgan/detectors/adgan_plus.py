@@ -118,6 +118,7 @@ class ADGANPlus(GANDetector):
         kernel: str = "auto",
         max_pairs: int | None = None,
         memory_mb: float = 512.0,
+        precision: str = "exact",
         ema: float = 0.999,
         rotation: bool = True,
         rotation_steps: int = 1000,
@@ -146,6 +147,7 @@ class ADGANPlus(GANDetector):
             kernel=self.kernel,
             max_pairs=self.max_pairs,
             memory_mb=self.memory_mb,
+            precision=self.precision,
         ).validate()
 
     def rotation_config(self) -> RotationConfig:

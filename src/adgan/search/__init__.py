@@ -39,10 +39,18 @@ check all three implementations agree.
 
 from adgan.search.batched import batched_generate, generator_parameters, pair_loss
 from adgan.search.chunks import auto_max_pairs, latent_search
-from adgan.search.config import BN_STATS, KERNELS, SearchConfig, SearchResult, log_prior
+from adgan.search.config import (
+    BN_STATS,
+    KERNELS,
+    PRECISIONS,
+    SearchConfig,
+    SearchResult,
+    log_prior,
+)
 
 __all__ = [
     "BN_STATS",
+    "PRECISIONS",
     "KERNELS",
     "SearchConfig",
     "SearchResult",

@@ -13,6 +13,9 @@ from adgan.params import Bool, Int, Options, Real, check_params, optional
 
 KERNELS = ("auto", "fused", "bmm", "loop")
 BN_STATS = ("running", "seeds")
+#: how the per-pair search state is stored: "exact" keeps every copy of theta and its Adam
+#: moments in the generator's own float type
+PRECISIONS = ("exact",)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class SearchConfig:
         times as fast as on torch's operations alone, on 2 cores (docs/performance.md).
         False, or no compiler, or ``ADGAN_NATIVE=0``: torch's operations alone. Same
         scores to float rounding.
+    precision : how the per-pair state is stored (``PRECISIONS``); "exact": in the
+        generator's float type, as the reference loop does.
     """
 
     n_seeds: int = 64
@@ -56,6 +61,7 @@ class SearchConfig:
     workers: int | None = None
     bn_stats: str = "running"
     native: bool = True
+    precision: str = "exact"
 
     param_constraints: ClassVar[dict] = {
         "n_seeds": Int(ge=1),
@@ -70,6 +76,7 @@ class SearchConfig:
         "workers": optional(Int(ge=1)),
         "bn_stats": Options(*BN_STATS),
         "native": Bool(),
+        "precision": Options(*PRECISIONS),
     }
 
     def validate(self) -> SearchConfig:
