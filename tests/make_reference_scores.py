@@ -5,6 +5,8 @@ and keep older files readable.
 
     python tests/make_reference_scores.py      # rewrites tests/data/reference_scores.json
                                                # and tests/data/legacy/
+    python tests/make_reference_scores.py --add  # records only cases not yet recorded
+                                                 # (a newly registered detector)
 
 Run it only on purpose: the point of the stored values is that they come from the code as
 it was when they were recorded (the commit is written into the file).
@@ -54,6 +56,7 @@ CASES: dict[str, tuple[str, dict, bool]] = {
     "adgan": ("adgan", {}, False),
     "adgan[seeds,wgan-gp]": ("adgan", {"bn_stats": "seeds", "objective": "wgan-gp"}, False),
     "adgan[bmm]": ("adgan", {"kernel": "bmm"}, False),
+    "adgan-plus": ("adgan-plus", {"rotation_steps": 3, "rotation_batch": 8}, False),
     "prior": ("prior", {}, False),
     "prior[seeds]": ("prior", {"bn_stats": "seeds"}, False),
     "discriminator": ("discriminator", {}, False),
@@ -95,7 +98,7 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def params(case: str, work_dir: str | None = None) -> tuple[str, dict, bool]:
     """(registered name, parameters, fit with labels) of a case."""
     name, extra, labelled = CASES[case]
-    if name in ("adgan", "prior", "discriminator", "anogan"):
+    if name in ("adgan", "adgan-plus", "prior", "discriminator", "anogan"):
         p = dict(GAN)
     elif name in ("dcae", "vae"):
         p = dict(AE, random_state=0, device="cpu")
@@ -131,7 +134,7 @@ def compute(cases=None) -> dict[str, dict]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -143,6 +146,18 @@ def main() -> None:
     ).stdout.strip()
     if dirty:
         sys.exit("src/ has uncommitted changes: record reference values from a commit")
+    if argv == ["--add"]:
+        # new cases join the record with the commit that computed them; the recorded
+        # values of the old cases stay as they were
+        record = json.loads(REFERENCE.read_text())
+        new = [c for c in CASES if c not in record["scores"]]
+        record["scores"].update(compute(new))
+        record.setdefault("added", {}).update({c: commit for c in new})
+        REFERENCE.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"added {new} to {REFERENCE}")
+        return
+    if argv:
+        sys.exit("usage: make_reference_scores.py [--add]")
     DATA.mkdir(exist_ok=True)
     record = {
         "about": (
@@ -170,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

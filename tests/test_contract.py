@@ -83,6 +83,7 @@ def test_score_depends_on_the_sample_alone(name, fitted, images):
 def test_registry_names_are_the_documented_ones():
     assert set(DETECTORS) == {
         "adgan",
+        "adgan-plus",
         "kde",
         "ocsvm",
         "iforest",

@@ -15,6 +15,9 @@ from adgan.registry import DETECTORS, make_detector
 REF = json.loads(REFERENCE.read_text())["scores"]
 # float32 paths: rounding only (the number of threads may change a sum's order)
 TOL = dict(rtol=1e-5, atol=1e-6)
+# adgan-plus sums standardised scores of order 10 whose sum can cancel to near 0: its
+# rounding is absolute at that scale
+CASE_TOL = {"adgan-plus": dict(rtol=1e-5, atol=2e-5)}
 
 
 def test_every_registered_detector_has_a_reference():
@@ -25,8 +28,9 @@ def test_every_registered_detector_has_a_reference():
 @pytest.mark.parametrize("case", list(CASES))
 def test_scores_equal_the_recorded_ones(case):
     got = compute([case])[case]
-    np.testing.assert_allclose(got["anomaly_score"], REF[case]["anomaly_score"], **TOL)
-    np.testing.assert_allclose(got["offset"], REF[case]["offset"], **TOL)
+    tol = CASE_TOL.get(case, TOL)
+    np.testing.assert_allclose(got["anomaly_score"], REF[case]["anomaly_score"], **tol)
+    np.testing.assert_allclose(got["offset"], REF[case]["offset"], **tol)
 
 
 @pytest.mark.parametrize("case", SAVED)
