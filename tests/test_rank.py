@@ -153,7 +153,7 @@ def test_cli_rank(detector, folder, tmp_path, capsys):
                 "--quiet",
             ]
         )
-        == 2
+        == 1  # a missing collection: data, not usage
     )
 
 

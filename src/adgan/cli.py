@@ -15,6 +15,15 @@ import numpy as np
 from adgan.errors import AdganError, ConfigError
 from adgan.version import __version__
 
+#: exit statuses (``main``'s return value), stated in every command's --help and the README
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_HELP = (
+    "exit status: 0 success; 1 the data, a model file or the run failed (unreadable or "
+    "missing data, a damaged detector file, training diverged, a file that cannot be "
+    "written); 2 usage: an unknown or missing flag, or a flag or preset value that is not "
+    "accepted; 130 interrupted (finished work is kept). Errors are one line on stderr."
+)
+
 DATA_HELP = (
     "folder holding the datasets (MNIST IDX files, cifar-10-batches-py/ ...); "
     "defaults to the ADGAN_DATA environment variable"
@@ -264,10 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="CSV file to write")
     _common(p)
     ap.commands = sub.choices  # command -> its parser
+    for parser in (ap, *ap.commands.values()):
+        parser.epilog = EXIT_HELP
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (``EXIT_HELP``). argparse exits with 2 on
+    a flag it cannot parse; the library's errors are reported here as one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
     flags = parser.commands[args.command].flags
@@ -283,10 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except (AdganError, OSError) as exc:  # OSError names its file: unwritable --out, full disk
         print(f"adgan {args.command}: error: {in_flags(str(exc), flags)}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     except KeyboardInterrupt:
         print(f"adgan {args.command}: interrupted; finished work is kept", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def exit_status(exc: BaseException) -> int:
+    """2 for a value the command line or its preset gave that is not accepted
+    (``ConfigError``); 1 for data, model files, training and the file system."""
+    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
 
 
 def _preset_and_dataset(args):
