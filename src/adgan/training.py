@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from adgan.errors import CheckpointError, ConfigError, TrainingDiverged
+from adgan.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from adgan.files import (
     atomic_torch_save,
     check_header,
@@ -195,7 +195,7 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
             f"({arch.channels}, {arch.image_size}, {arch.image_size})"
         )
     if len(X) < 2:
-        raise ConfigError(f"training needs at least 2 images, got {len(X)}")
+        raise DataError(f"training needs at least 2 images, got {len(X)}")
     with seeded(seed):  # the initialisation, not the caller's RNG
         gen, critic = Generator(arch).to(device), Critic(arch).to(device)
     opt_g, opt_d = make_optimizers(gen, critic, cfg)
