@@ -1,14 +1,19 @@
-"""Image grids and figures (PNG), written atomically."""
+"""Image grids: a PIL picture (``image_grid``), a matplotlib Figure (``plot_images``, shown
+inline by a notebook) or a PNG file written atomically (``save_image_grid``)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from adgan.files import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def to_uint8_hwc(images: np.ndarray) -> np.ndarray:
@@ -46,3 +51,23 @@ def save_image_grid(
     path = Path(path)
     pic = image_grid(images, nrow=nrow, scale=scale)
     return atomic_write(path, lambda fh: pic.save(fh, format="PNG"))
+
+
+def plot_images(
+    images: np.ndarray,
+    nrow: int | None = None,
+    scale: int = 2,
+    path: str | Path | None = None,
+) -> Figure:
+    """Images (n, C, H, W) tiled as ``image_grid`` does, in a matplotlib Figure of exactly the
+    grid's pixels (each image ``scale`` times its size); written as a PNG when ``path`` is
+    given. pyplot is not used: matplotlib's backend stays as the caller set it."""
+    from matplotlib.figure import Figure
+
+    grid = np.asarray(image_grid(images, nrow=nrow, scale=scale))
+    dpi = 100
+    fig = Figure(figsize=(grid.shape[1] / dpi, grid.shape[0] / dpi), dpi=dpi)
+    fig.figimage(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255)
+    if path is not None:
+        atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+    return fig

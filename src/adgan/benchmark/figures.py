@@ -1,19 +1,22 @@
 """The paper's figures: ROC curves (Fig. 3), most / least anomalous images (Figs. 4-6) and
-latent trajectories in a 2-dimensional latent space (Fig. 2)."""
+latent trajectories in a 2-dimensional latent space (Fig. 2).
+
+Each ``plot_*`` function returns a ``matplotlib.figure.Figure`` (shown inline by a notebook)
+and, given ``path``, also writes it as a PNG, atomically. The figures are built without
+pyplot, so importing this module leaves matplotlib's backend as the caller set it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
-
-from adgan.files import atomic_write  # noqa: E402
-from adgan.plots import image_grid  # noqa: E402
+from adgan.files import atomic_write
+from adgan.plots import plot_images
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
 
@@ -30,7 +33,7 @@ def mean_roc(curves: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
 def line_styles(methods: list[str]) -> list[dict]:
     """A distinct (colour, dash) per method, ADGAN's line black and heavier: the ten colours
     of tab10, then the same colours dashed, dash-dotted, dotted."""
-    colours = plt.get_cmap("tab10").colors
+    colours = matplotlib.colormaps["tab10"].colors
     dashes = ["-", "--", "-.", ":"]
     out, i = [], 0
     for m in methods:
@@ -42,13 +45,22 @@ def line_styles(methods: list[str]) -> list[dict]:
     return out
 
 
-def save_roc(
+def _save(fig: Figure, path: str | Path | None, dpi: int) -> None:
+    if path is not None:
+        atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+
+
+def plot_roc(
     per_method: dict[str, list[tuple[np.ndarray, np.ndarray]]],
     aucs: dict[str, float],
-    path: Path,
-    title: str,
-) -> Path:
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    title: str = "",
+    path: str | Path | None = None,
+) -> Figure:
+    """Figure 3: each method's ROC curve averaged over normal classes (``per_method``: its
+    (y_true, anomaly score) pairs, one per class), labelled with its AUC where ``aucs`` has
+    one."""
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
     for (m, curves), style in zip(per_method.items(), line_styles(list(per_method)), strict=True):
         label = f"{m} ({aucs[m]:.3f})" if m in aucs else m
         ax.plot(FPR_GRID, mean_roc(curves), label=label, **style)
@@ -62,17 +74,21 @@ def save_roc(
     )
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    _save(fig, path, dpi=120)
+    return fig
 
 
-def save_gallery(
-    images: np.ndarray, scores: np.ndarray, path: Path, n: int = 24, nrow: int = 8
-) -> Path:
-    """Top: the n most anomalous images, most anomalous first; bottom: the n least anomalous,
-    least anomalous first (the layout of Figures 4 to 6), with a blank row between."""
-    order = np.argsort(-scores, kind="stable")
+def plot_gallery(
+    images: np.ndarray,
+    scores: np.ndarray,
+    n: int = 24,
+    nrow: int = 8,
+    path: str | Path | None = None,
+) -> Figure:
+    """Top: the n most anomalous images (by anomaly score), most anomalous first; bottom: the
+    n least anomalous, least anomalous first (the layout of Figures 4 to 6), with a blank row
+    between. The PNG holds the images pixel for pixel, each shown twice its size."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
     n = min(n, len(order) // 2)
     top, bottom = images[order[:n]], images[order[::-1][:n]]
     pad = -(-n // nrow) * nrow - n  # fill the last row of each block
@@ -81,17 +97,16 @@ def save_gallery(
         255 if images.dtype == np.uint8 else 1.0,
         dtype=images.dtype,
     )
-    grid = image_grid(np.concatenate([top, blank, bottom]), nrow=nrow, scale=2)
-    return atomic_write(path, lambda fh: grid.save(fh, format="PNG"))
+    return plot_images(np.concatenate([top, blank, bottom]), nrow=nrow, scale=2, path=path)
 
 
-def save_trajectories(
+def plot_trajectories(
     z_path: np.ndarray,
     loss_path: np.ndarray,
     anomalous: np.ndarray,
-    path: Path,
     steps_to_show: tuple[int, ...] | None = None,
-) -> Path:
+    path: str | Path | None = None,
+) -> Figure:
     """Figure 2: the latent coordinates of each image's search at several steps, normal and
     anomalous images in two colours, point size = reconstruction loss.
 
@@ -99,9 +114,8 @@ def save_trajectories(
     """
     T = z_path.shape[0]
     steps_to_show = steps_to_show or tuple(sorted({0, T // 2, T - 1}))
-    fig, axes = plt.subplots(
-        1, len(steps_to_show), figsize=(4 * len(steps_to_show), 4), squeeze=False
-    )
+    fig = Figure(figsize=(4 * len(steps_to_show), 4))
+    axes = fig.subplots(1, len(steps_to_show), squeeze=False)
     scale = 60.0 / max(float(np.percentile(loss_path, 95)), 1e-12)
     for ax, t in zip(axes[0], steps_to_show, strict=True):
         for flag, colour, label in ((False, "tab:blue", "normal"), (True, "tab:red", "anomalous")):
@@ -119,6 +133,5 @@ def save_trajectories(
         ax.set(title=f"t = {t}", xlabel="z1", ylabel="z2")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
-    plt.close(fig)
-    return path
+    _save(fig, path, dpi=110)
+    return fig

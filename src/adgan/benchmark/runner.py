@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adgan.benchmark.figures import save_gallery, save_roc, save_trajectories
+from adgan.benchmark.figures import plot_gallery, plot_roc, plot_trajectories
 from adgan.benchmark.tables import markdown_table
 from adgan.errors import ConfigError
 from adgan.evaluate import evaluate_class, load_for
@@ -121,7 +121,7 @@ def run_benchmark(
                     stem = f"{dataset}-c{c}-{rec['method']}-r{r}"
                     _save_scores(out / "scores" / f"{stem}.npz", task, scores)
                     if rec["method"] == "adgan" and r == 0:
-                        save_gallery(task.x_test, scores, out / f"gallery-{dataset}-c{c}.png")
+                        plot_gallery(task.x_test, scores, path=out / f"gallery-{dataset}-c{c}.png")
                     _append(results, rec)
                     rows.append(rec)
                     del det
@@ -213,11 +213,11 @@ def write_reports(out: Path, dataset: str) -> None:
                 curves.setdefault(r["method"], []).append((z["y"], z["score"]))
             aucs.setdefault(r["method"], []).append(r["auc"])
     if curves:
-        save_roc(
+        plot_roc(
             {m: curves[m] for m in present if m in curves},
             {m: float(np.mean(v)) for m, v in aucs.items()},
-            out / "roc.png",
             f"{dataset}: ROC averaged over normal classes",
+            path=out / "roc.png",
         )
 
 
@@ -247,4 +247,5 @@ def figure2(
     task = one_vs_all(train, test, normal_class, n_test=n_images, seed=seed)
     det = make_detector("adgan", **params).fit(task.x_train)
     res = det.search(task.x_test, record=True)
-    return save_trajectories(res.z_path, res.loss_path, task.y_test.astype(bool), path)
+    plot_trajectories(res.z_path, res.loss_path, task.y_test.astype(bool), path=path)
+    return path
