@@ -88,3 +88,23 @@ def test_the_quickstart_example_runs(tmp_path):
     assert lines[0].startswith("normal digit 1: 121 training images; 60 test images")
     assert lines[1].startswith("ADGAN      ROC-AUC ") and lines[2].startswith("mean-image ROC-AUC")
     assert figure.stat().st_size > 0
+
+
+def test_the_threshold_flags_the_contamination_fraction_of_the_calibration_images():
+    X = np.random.default_rng(1).normal(size=(200, 1, 8, 8)).astype(np.float32)
+    det = adgan.MeanImage(contamination=0.1, calibration=50).fit(X)
+    assert len(det.calibration_scores_) == 50  # held out of the mean
+    assert np.mean(det.calibration_scores_ < det.offset_) == pytest.approx(0.1, abs=0.02)
+    scores = det.anomaly_score(X)
+    np.testing.assert_array_equal(det.predict(X) == -1, scores > -det.offset_)
+    det = adgan.MeanImage(contamination=0.1).fit(X)  # calibration=0: the training images
+    assert len(det.calibration_scores_) == 200
+    assert np.mean(det.predict(X) == -1) == pytest.approx(0.1, abs=0.01)
+
+
+def test_the_documented_calibration_defaults():
+    from adgan.registry import GAN_DETECTORS, detector_params
+
+    for name in DETECTORS:
+        held_out = name in GAN_DETECTORS or name in ("dcae", "vae")
+        assert detector_params(name)["calibration"] == (0.1 if held_out else 0.0), name

@@ -10,8 +10,11 @@ Every detector follows scikit-learn's outlier estimators:
 * ``decision_function(X) = score_samples(X) - offset_``; ``predict`` gives +1 (inlier) where
   the decision is >= 0 and -1 (outlier) elsewhere;
 * ``offset_`` is set from normal training data alone: the ``contamination`` quantile of the
-  scores of the calibration images, held out of the training images (``calibration`` > 0) or,
-  with ``calibration=0``, the training images themselves; test data never sets it;
+  ``score_samples`` of the calibration images, so that about that fraction of them is flagged
+  (-1). They are held out of the training images (``calibration`` > 0: the default of the
+  GAN-based detectors and the autoencoders, and every method's in the built-in presets) or,
+  with ``calibration=0`` (the default of the classic detectors and ``MeanImage``, as in
+  scikit-learn), the training images themselves; test data never sets it;
 * a sample's score depends only on the fitted model and that sample;
 * ``fit`` checks every parameter against the class's ``param_constraints``
   (``adgan.params``) before any work; a value out of range is a ConfigError naming it;

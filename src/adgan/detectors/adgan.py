@@ -217,10 +217,12 @@ class ADGAN(LatentSearchDetector):
     precision : how the search stores each seed's copy of theta and its Adam moments
         (``adgan.search.PRECISIONS``); "exact": in float32, as the plain loop does.
     contamination : float
-        Fraction of calibration images above the threshold ``offset_``.
+        Fraction of the calibration images flagged as anomalous (default 0.05): ``offset_``
+        is this quantile of their ``score_samples``, so that fraction falls below it (their
+        anomaly score above ``-offset_``; ``predict`` gives -1).
     calibration : float or int
         Fraction (or number) of the training images held out of GAN training to set the
-        threshold; 0 calibrates on the training images.
+        threshold (default 0.1); 0 calibrates on the training images.
     random_state : int
         Seeds training and the initial latent vectors; equal seeds give equal scores.
     device : str

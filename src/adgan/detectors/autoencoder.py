@@ -165,10 +165,12 @@ class DCAE(_ConvAEDetector):
         Adam (betas 0.9, 0.999) for ``epochs`` passes over the training images; the last
         partial batch of each shuffled pass is dropped.
     contamination : float
-        Fraction of the calibration images below the threshold ``offset_``.
+        Fraction of the calibration images flagged as anomalous (default 0.05): ``offset_``
+        is this quantile of their ``score_samples``, so that fraction falls below it (their
+        anomaly score above ``-offset_``; ``predict`` gives -1).
     calibration : float or int
         Fraction (or number) of the training images held out of training to set the
-        threshold; 0 calibrates on the training images.
+        threshold (default 0.1); 0 calibrates on the training images.
     random_state : int
         Seeds the initialisation and the batches: equal seeds give equal scores on the CPU
         (CUDA convolutions need not be bit-for-bit reproducible).

@@ -138,7 +138,9 @@ class ClassicDetector(BaseDetector):
     device : str
         AlexNet device: "auto", "cpu" or "cuda[:N]".
     contamination : float
-        Fraction of the calibration images below the threshold ``offset_``.
+        Fraction of the calibration images flagged as anomalous (default 0.05): ``offset_``
+        is this quantile of their ``score_samples``, so that fraction falls below it (their
+        anomaly score above ``-offset_``; ``predict`` gives -1).
     calibration : float or int
         Fraction or number of the (inlier) training images held out to set the threshold;
         0 (default) uses the training images, as scikit-learn's outlier detectors do.

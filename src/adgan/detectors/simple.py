@@ -16,9 +16,12 @@ class MeanImage(BaseDetector):
     Parameters
     ----------
     contamination : float
-        Fraction of the calibration (training) images above the threshold.
+        Fraction of the calibration images flagged as anomalous (default 0.05): ``offset_``
+        is this quantile of their ``score_samples``, so that fraction falls below it (their
+        anomaly score above ``-offset_``; ``predict`` gives -1).
     calibration : float or int
-        Fraction or number of training images held out to set the threshold (0: all).
+        Fraction or number of the training images held out of the mean to set the
+        threshold; 0 (default) calibrates on the training images themselves.
     random_state : int
         Seeds the calibration split.
 
