@@ -50,6 +50,8 @@ from adgan.params import check_params
 from adgan.torch_utils import flush_denormals
 
 FORMAT = "adgan-detector"
+#: how far float images may stray past [-1, 1] (rounding) before they are refused
+FLOAT_SLACK = 1e-3
 
 
 def as_images(X: Any, name: str = "X") -> np.ndarray:
@@ -73,6 +75,12 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
     X = X.astype(np.float32, copy=False)
     if not np.all(np.isfinite(X)):
         raise DataError(f"{name}: images contain NaN or infinite values")
+    lo, hi = float(X.min()), float(X.max())
+    if lo < -1.0 - FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
+        raise DataError(
+            f"{name}: float images must be scaled to [-1, 1] (x / 127.5 - 1; or pass uint8 "
+            f"images in 0..255), got values from {lo:.4g} to {hi:.4g}"
+        )
     return X
 
 
