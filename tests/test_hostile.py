@@ -173,6 +173,15 @@ def test_a_detector_file_asking_for_a_huge_network_is_refused(model, tmp_path, a
     assert str(path) in str(err.value) and needle in str(err.value)
 
 
+@pytest.mark.parametrize("param,value", [("memory_mb", -1.0), ("n_seeds", "many"), ("lr_z", None)])
+def test_a_detector_file_with_nonsense_settings_is_refused(model, tmp_path, param, value):
+    blob = torch.load(model, weights_only=True)
+    blob["params"] = json.dumps({**json.loads(blob["params"]), param: value})
+    torch.save(blob, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=f"odd.pt: detector file refused .{param}: expected"):
+        load_detector(tmp_path / "odd.pt")
+
+
 def test_a_poisoned_detector_is_refused_without_advice_to_trust_it(tmp_path):
     marker = tmp_path / "ran"
 

@@ -303,6 +303,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 params[k] = tuple(v)
         params.update({k: v for k, v in overrides.items() if k in defaults})
         det = cls(**params)
+        check_params(det)  # the file is untrusted: its settings are checked as fit's are
         state = dict(blob["state"])
         det.offset_ = float(state.pop("offset_"))
         det.calibration_scores_ = state.pop("calibration_scores_").numpy().astype(np.float64)

@@ -83,6 +83,10 @@ def decode_image(
     where = where or source
     if isinstance(source, Path):
         source = read_image_bytes(source)
+    elif len(source) > MAX_IMAGE_BYTES:  # a database's value
+        raise ImageError(
+            where, f"{len(source)} bytes, over the {MAX_IMAGE_BYTES} read from one image"
+        )
     try:
         with Image.open(io.BytesIO(source)) as img:
             w, h = img.size
