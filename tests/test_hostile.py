@@ -232,19 +232,31 @@ def test_formula_like_names_are_written_as_text(model, tmp_path):
 
 
 # -- a resumed rank ---------------------------------------------------------------------------
-def test_a_rank_resume_with_a_non_numeric_score_rescores_that_image(model, tmp_path):
+@pytest.mark.parametrize("junk", ["not-a-number", "nan", "inf", ""])
+def test_a_rank_resume_with_a_non_numeric_score_rescores_that_image(model, tmp_path, junk):
     data = _folder(tmp_path / "data")
     det = load_detector(model)
     out = tmp_path / "r"
     rank_collection(det, data, out, progress=False)
     good = _rows(out / "scores.csv")
     text = (out / "scores.csv").read_text()
-    (out / "scores.csv").write_text(text.replace(good[0]["score"], "not-a-number", 1))
+    (out / "scores.csv").write_text(text.replace(good[0]["score"], junk, 1))
     res = rank_collection(det, data, out, progress=False)
     assert res.n_scored == 4
     assert {r["path"]: r["score"] for r in _rows(out / "scores.csv")} == {
         r["path"]: r["score"] for r in good
     }
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "\udcff"])
+def test_a_damaged_record_in_a_ranking_folder_is_a_one_line_error(model, tmp_path, capsys, text):
+    data = _folder(tmp_path / "data")
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "meta.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    argv = ["rank", "--model", str(model), "--data", str(data), "--out", str(out), "--quiet"]
+    assert main(argv) != 0
+    _one_line_error(capsys, "meta.json: not a")
 
 
 # -- images the model was not made for ---------------------------------------------------------

@@ -7,6 +7,7 @@
 * ``load_state``: a module's weights read from a file, checked against its architecture;
 * ``write_csv``, ``csv_text``: a CSV file written atomically, its text cells safe to open
   in a spreadsheet; ``complete_rows``: a CSV file read back after an interruption;
+* ``read_json_object``: a settings file read back, checked;
 * ``fingerprint``: a digest identifying data or settings;
 * ``differences``: which settings differ from those a folder was made with.
 """
@@ -28,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from adgan.errors import CheckpointError
+from adgan.errors import CheckpointError, DataError
 from adgan.version import __version__
 
 
@@ -58,6 +59,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=1)
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """A JSON object (dict) from ``path``; anything else, or text that is not JSON, is a
+    one-line DataError naming the file and ``what`` it should hold."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise DataError(f"{path}: not a readable {what} ({str(exc)[:120]})") from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: not a {what} (expected a JSON object)")
+    return obj
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -13,6 +13,7 @@ import base64
 import csv
 import html
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from adgan.files import (
     csv_untext,
     differences,
     fingerprint,
+    read_json_object,
     write_csv,
     write_json,
 )
@@ -56,14 +58,16 @@ def threshold_for(det, fpr: float | None) -> float:
 
 
 def _read_done(out: Path) -> tuple[dict[str, float], dict[str, str]]:
-    """The finished rows of an earlier run; a row whose score is not a number (a file
-    edited by hand) is left out, and its image scored again."""
+    """The finished rows of an earlier run; a row whose score is not a finite number (a
+    file edited by hand) is left out, and its image scored again."""
     scores = {}
     for r in complete_rows(out / "scores.csv"):
         try:
-            scores[csv_untext(r["path"])] = float(r["score"])
+            score = float(r["score"])
         except ValueError:
             continue
+        if math.isfinite(score):
+            scores[csv_untext(r["path"])] = score
     skipped = {csv_untext(r["path"]): r["reason"] for r in complete_rows(out / "skipped.csv")}
     return scores, skipped
 
@@ -78,13 +82,11 @@ def _meta(det, coll: Collection) -> dict:
 
 
 def _check_meta(out: Path, meta: dict) -> None:
-    import json
-
     path = out / "meta.json"
     if not path.exists():
         write_json(path, meta)
         return
-    old = json.loads(path.read_text())
+    old = read_json_object(path, "ranking folder's record of its model and collection")
     if differences(old, meta):
         raise ConfigError(
             f"{out} holds a ranking by another model or of another collection "
