@@ -142,7 +142,7 @@ def cases(p: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], str]]:
          "width"),
         ("train --image-size 100000", [*train, "--image-size", "100000"], "--image-size"),
         ("train --iterations -5", [*train, "--iterations", "-5"], "iterations"),
-        ("train --seed -1", [*train, "--seed", "-1"], "random_state"),
+        ("train --seed -1", [*train, "--seed", "-1"], "--seed"),
         ("rank --fpr nan", ["rank", "--model", m, "--data", str(p["names"]), "--out", out,
                             "--fpr", "nan"], "fpr"),
         ("rank --chunk 0", ["rank", "--model", m, "--data", str(p["names"]), "--out", out,

@@ -312,7 +312,7 @@ def test_a_misspelt_method_table_is_refused(tmp_path):
     "argv,needle",
     [
         (["train", "--iterations", "-5"], "iterations"),
-        (["train", "--seed", "-1"], "random_state"),
+        (["train", "--seed", "-1"], "--seed: expected an integer >= 0"),
         (["train", "--max-images", "0"], "--max-images"),
         (["train", "--image-size", "0"], "--image-size"),
         (["rank", "--fpr", "nan"], "fpr"),

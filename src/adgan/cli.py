@@ -56,6 +56,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="seeds the test draw, training and the search's initial latents (default: 0)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or log messages")
+    p.flags["random_state"] = "--seed"  # the library's name for what --seed sets
 
 
 def _dataset_args(p: argparse.ArgumentParser, required: bool = False) -> None:
