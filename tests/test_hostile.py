@@ -4,6 +4,7 @@ naming the file or setting, or (where a run promises to go on) a skip listed wit
 reason; nothing is left half-written."""
 
 import csv
+import gzip
 import json
 import math
 import os
@@ -17,9 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-from adgan import ADGAN
+from adgan import ADGAN, params
 from adgan.cli import main
-from adgan.data import load_folder
+from adgan.data import load_folder, load_mnist
 from adgan.data.decode import decode_image, read_image_bytes
 from adgan.errors import CheckpointError, ConfigError, DataError
 from adgan.files import csv_text, csv_untext
@@ -136,6 +137,15 @@ def _png_header_only(side: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\0" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_gzip_bomb_among_the_mnist_files_is_not_inflated_whole(write_mnist, monkeypatch):
+    root = write_mnist(gz=True)
+    bomb = root / "t10k-labels-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(bytes(50000)))  # the real files are smaller
+    monkeypatch.setattr(params, "MAX_DATASET_BYTES", 20000)
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: over the 20000 bytes"):
+        load_mnist(root)
 
 
 # -- oversized settings and architectures ---------------------------------------------------
