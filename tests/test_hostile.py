@@ -8,8 +8,10 @@ import gzip
 import json
 import math
 import os
+import shutil
 import signal
 import struct
+import tarfile
 import zlib
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from PIL import Image
 
 from adgan import ADGAN, params
 from adgan.cli import main
-from adgan.data import load_folder, load_mnist
+from adgan.data import load_cifar10, load_folder, load_mnist
 from adgan.data.decode import decode_image, read_image_bytes
 from adgan.errors import CheckpointError, ConfigError, DataError
 from adgan.files import csv_text, csv_untext
@@ -146,6 +148,19 @@ def test_a_gzip_bomb_among_the_mnist_files_is_not_inflated_whole(write_mnist, mo
     monkeypatch.setattr(params, "MAX_DATASET_BYTES", 20000)
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: over the 20000 bytes"):
         load_mnist(root)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "tar"])
+def test_an_oversized_cifar_batch_is_not_read(cifar_root, monkeypatch, packed):
+    batch = cifar_root / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(bytes(50000))  # the real batches are smaller
+    if packed:
+        with tarfile.open(cifar_root / "cifar-10-python.tar.gz", "w:gz") as tar:
+            tar.add(cifar_root / "cifar-10-batches-py", "cifar-10-batches-py")
+        shutil.rmtree(cifar_root / "cifar-10-batches-py")
+    monkeypatch.setattr(params, "MAX_DATASET_BYTES", 20000)
+    with pytest.raises(DataError, match="test_batch: .*over the 20000 (bytes )?read from one file"):
+        load_cifar10(cifar_root)
 
 
 # -- oversized settings and architectures ---------------------------------------------------

@@ -197,7 +197,7 @@ MAX_IMAGE_SIZE = 1024
 MAX_IMAGE_BYTES = 64 * 2**20
 #: pixels of one image as its header states them (a larger image is not decoded)
 MAX_IMAGE_PIXELS = 2**26
-#: bytes read from one dataset file (an IDX file, decompressed)
+#: bytes read from one dataset file (an IDX file, decompressed; a CIFAR-10 batch)
 MAX_DATASET_BYTES = 2**30
 #: parameters of one network (generator or critic) an architecture may ask for
 MAX_NET_PARAMETERS = 2**27
