@@ -298,7 +298,7 @@ def test_score_refuses_images_of_another_shape_rather_than_converting(model, tmp
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "big_rgb.png")
     out = tmp_path / "s.csv"
     assert main(["score", "--model", str(model), "--data", str(data), "--out", str(out)]) != 0
-    _one_line_error(capsys, "big_rgb.png", "32x32 colour image, expected a 8x8 gray")
+    _one_line_error(capsys, "big_rgb.png", "32x32 colour image, expected 8x8 gray ones")
     assert not out.exists()
 
 

@@ -115,7 +115,9 @@ def load_folder(
         try:
             arr = decode_image(f, channels, size)
             if shape is not None and arr.shape != tuple(shape):
-                raise ImageError(f, f"{_describe(arr.shape)} image, expected {_describe(shape)}")
+                raise ImageError(
+                    f, f"{_describe(arr.shape)} image, expected {_describe(shape)} ones"
+                )
         except ImageError as e:
             if on_error == "raise":
                 raise
@@ -148,4 +150,4 @@ def load_folder(
 
 def _describe(shape) -> str:
     c, h, w = shape
-    return f"a {w}x{h} {'gray' if c == 1 else 'colour'}"
+    return f"{w}x{h} {'gray' if c == 1 else 'colour'}"
