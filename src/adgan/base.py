@@ -53,6 +53,8 @@ from adgan.params import check_params
 from adgan.torch_utils import flush_denormals
 
 FORMAT = "adgan-detector"
+#: how far float images may stray past [-1, 1] (rounding) before they are refused
+FLOAT_SLACK = 1e-3
 
 
 def as_images(X: Any, name: str = "X") -> np.ndarray:
@@ -76,6 +78,12 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
     X = X.astype(np.float32, copy=False)
     if not np.all(np.isfinite(X)):
         raise DataError(f"{name}: images contain NaN or infinite values")
+    lo, hi = float(X.min()), float(X.max())
+    if lo < -1.0 - FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
+        raise DataError(
+            f"{name}: float images must be scaled to [-1, 1] (x / 127.5 - 1; or pass uint8 "
+            f"images in 0..255), got values from {lo:.4g} to {hi:.4g}"
+        )
     return X
 
 
@@ -298,6 +306,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 params[k] = tuple(v)
         params.update({k: v for k, v in overrides.items() if k in defaults})
         det = cls(**params)
+        check_params(det)  # the file is untrusted: its settings are checked as fit's are
         state = dict(blob["state"])
         det.offset_ = float(state.pop("offset_"))
         det.calibration_scores_ = state.pop("calibration_scores_").numpy().astype(np.float64)

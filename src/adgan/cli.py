@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import re
@@ -66,6 +65,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="seeds the test draw, training and the search's initial latents (default: 0)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or log messages")
+    p.flags["random_state"] = "--seed"  # the library's name for what --seed sets
 
 
 def _dataset_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -414,16 +414,10 @@ def _write_json(path: str, obj) -> None:
 def cmd_train(args) -> int:
     from adgan.data import one_vs_all
     from adgan.evaluate import load_for
+    from adgan.params import check_params
     from adgan.registry import make_detector
 
     preset, dataset = _preset_and_dataset(args)
-    if args.data is not None:
-        images = _training_images(args)
-    else:
-        if dataset is None or args.normal_class is None:
-            raise ConfigError("train: give --data FOLDER, or --dataset with --normal-class")
-        train, test = load_for(dataset, args.data_root)
-        images = one_vs_all(train, test, args.normal_class, n_test=None, seed=args.seed).x_train
     out = Path(args.out)
     params = preset.params_for(args.method)
     if args.iterations is not None:
@@ -435,6 +429,14 @@ def cmd_train(args) -> int:
         work_dir=str(out / "gan"),
     )
     det = make_detector(args.method, **params)
+    check_params(det)  # settings refused before any image is read
+    if args.data is not None:
+        images = _training_images(args)
+    else:
+        if dataset is None or args.normal_class is None:
+            raise ConfigError("train: give --data FOLDER, or --dataset with --normal-class")
+        train, test = load_for(dataset, args.data_root)
+        images = one_vs_all(train, test, args.normal_class, n_test=None, seed=args.seed).x_train
     det.fit(images)
     path = det.save(out / "detector.pt")
     print(
@@ -487,12 +489,12 @@ def cmd_rank(args) -> int:
 def cmd_score(args) -> int:
     from adgan.data import load_folder
     from adgan.evaluate import load_for
+    from adgan.files import csv_text, write_csv
     from adgan.registry import load_detector
 
     det = load_detector(_model_path(args.model), device=args.device, verbose=not args.quiet)
-    if args.data is not None:
-        c, size = det.image_shape_[0], det.image_shape_[1]
-        imgs = load_folder(args.data, channels=c, size=size, labelled=False)
+    if args.data is not None:  # images of the model's shape as they are: never converted
+        imgs = load_folder(args.data, shape=det.image_shape_, labelled=False)
         images, ids = imgs.images, imgs.names
     else:
         if args.dataset is None:
@@ -504,13 +506,14 @@ def cmd_score(args) -> int:
     pct = det.percentile(scores)
     order = np.argsort(-scores, kind="stable")
     threshold = -det.offset_
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "score", "percentile", "flagged"])
-        for i in order:
-            w.writerow([ids[i], f"{scores[i]:.6g}", f"{pct[i]:.2f}", int(scores[i] > threshold)])
+    out = write_csv(  # atomic; names safe to open in a spreadsheet
+        args.out,
+        ["id", "score", "percentile", "flagged"],
+        (
+            [csv_text(ids[i]), f"{scores[i]:.6g}", f"{pct[i]:.2f}", int(scores[i] > threshold)]
+            for i in order
+        ),
+    )
     n_flagged = int((scores > threshold).sum())
     print(f"scored {len(images)} images -> {out}; {n_flagged} past the threshold")
     return 0

@@ -56,6 +56,12 @@ def parse_classes(text: str, n_classes: int = 10, option: str = "normal_class") 
         raise ConfigError(f"{option}: expected N, N,M, N-M or all, got {text!r}") from exc
     if not out:
         raise ConfigError(f"{option}: no class in {text!r}")
+    wrong = [c for c in out if not 0 <= c < n_classes]
+    if wrong:
+        raise ConfigError(
+            f"{option}: class {wrong[0]} in {text!r} is not one of the dataset's classes "
+            f"0-{n_classes - 1}"
+        )
     return out
 
 

@@ -5,7 +5,9 @@
   loading never runs code), every failure a one-line error naming the file;
 * ``header`` / ``check_header``: the format name and the version written into each file;
 * ``load_state``: a module's weights read from a file, checked against its architecture;
-* ``complete_rows``: a CSV file read back after an interruption;
+* ``write_csv``, ``csv_text``: a CSV file written atomically, its text cells safe to open
+  in a spreadsheet; ``complete_rows``: a CSV file read back after an interruption;
+* ``read_json_object``: a settings file read back, checked;
 * ``fingerprint``: a digest identifying data or settings;
 * ``differences``: which settings differ from those a folder was made with.
 """
@@ -17,6 +19,8 @@ import hashlib
 import io
 import json
 import os
+import pickle
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from adgan.errors import CheckpointError
+from adgan.errors import CheckpointError, DataError
 from adgan.version import __version__
 
 
@@ -57,6 +61,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """A JSON object (dict) from ``path``; anything else, or text that is not JSON, is a
+    one-line DataError naming the file and ``what`` it should hold."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise DataError(f"{path}: not a readable {what} ({str(exc)[:120]})") from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: not a {what} (expected a JSON object)")
+    return obj
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save to a temporary file beside ``path``, then rename: never a half-written file."""
     return atomic_write(path, lambda fh: torch.save(obj, fh))
@@ -70,7 +87,16 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or holding code objects
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if isinstance(exc, pickle.UnpicklingError) or "weights only" in text.lower():
+            # never pass on torch's advice to load the file with weights_only=False
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            what_in = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"{path}: refused: the file holds objects other than tensors, numbers and "
+                f"strings{what_in}, which could run code when loaded; not an adgan {what}"
+            ) from exc
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable adgan {what} ({first[:200]})") from exc
 
 
@@ -97,6 +123,34 @@ def load_state(module: torch.nn.Module, state: dict, path: Any, what: str) -> No
             f"{path}: the {what} weights do not fit the architecture in the file or the one "
             f"asked for ({first[:160]})"
         ) from exc
+
+
+#: a spreadsheet reads a cell starting with one of these as a formula (and "'" as a quote)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_text(text: str) -> str:
+    """A file name or message as a CSV cell that a spreadsheet shows as text: one starting
+    with ``= + - @``, a tab, a carriage return or ``'`` gets a leading ``'``
+    (``csv_untext`` takes it off again)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def csv_untext(cell: str) -> str:
+    """The text ``csv_text`` made ``cell`` from."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def write_csv(path: str | os.PathLike, fields: list[str], rows: Iterable[Iterable]) -> Path:
+    """A CSV file with a header row, written atomically; text is UTF-8, and file names that
+    are not (bytes of another encoding) are written back as the same bytes. Callers pass
+    file names and messages through ``csv_text``."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(fields)
+    w.writerows(rows)
+    data = buf.getvalue().encode("utf-8", "surrogateescape")
+    return atomic_write(path, lambda fh: fh.write(data))
 
 
 def complete_rows(path: str | os.PathLike) -> list[dict]:

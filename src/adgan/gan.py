@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adgan.errors import DataError
+from adgan.errors import CheckpointError, ConfigError, DataError
 from adgan.files import atomic_torch_save, check_header, header, load_state, safe_torch_load
 from adgan.nets.dcgan import Critic, DCGANConfig, Generator
 from adgan.progress import progress_bar
@@ -142,6 +142,10 @@ class FittedGAN:
         """The inverse of ``state``. Files written before the moving averages and the
         training settings were kept have none: ``train_config`` and ``seed`` stand in."""
         arch = DCGANConfig(**json.loads(state["arch"]))
+        try:  # an untrusted file's architecture, checked before any network is built
+            arch.validate()
+        except ConfigError as exc:
+            raise CheckpointError(f"{where}: architecture refused ({exc})") from exc
 
         def build(net, key, what):
             load_state(net, key, where, what)

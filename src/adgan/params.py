@@ -190,6 +190,27 @@ def _plural(phrase: str) -> str:
     return phrase
 
 
+# -- bounds on what files and settings may ask for, checked before anything is allocated ----
+#: pixels per side of the square images the networks take (``image_size``)
+MAX_IMAGE_SIZE = 1024
+#: bytes read from one image file (a larger file is not read)
+MAX_IMAGE_BYTES = 64 * 2**20
+#: pixels of one image as its header states them (a larger image is not decoded)
+MAX_IMAGE_PIXELS = 2**26
+#: bytes read from one dataset file (an IDX file, decompressed; a CIFAR-10 batch)
+MAX_DATASET_BYTES = 2**30
+#: parameters of one network (generator or critic) an architecture may ask for
+MAX_NET_PARAMETERS = 2**27
+
+
+def check_image_size(size: Any, name: str = "image_size") -> None:
+    """ConfigError unless ``size`` (pixels per side) is an integer in 1..MAX_IMAGE_SIZE."""
+    if not Int(ge=1, le=MAX_IMAGE_SIZE).accepts(size):
+        raise ConfigError(
+            f"{name}: expected pixels per side, an integer from 1 to {MAX_IMAGE_SIZE}, got {size!r}"
+        )
+
+
 # -- constraints several detectors share ---------------------------------------------------
 CONTAMINATION = Real(ge=0, lt=1)
 #: a fraction of the training images in [0, 1), or a count of them

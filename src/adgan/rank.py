@@ -13,6 +13,7 @@ import base64
 import csv
 import html
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,17 @@ import numpy as np
 
 from adgan.data.collection import Collection
 from adgan.errors import ConfigError, DataError
-from adgan.files import atomic_write, complete_rows, differences, fingerprint, write_json
+from adgan.files import (
+    atomic_write,
+    complete_rows,
+    csv_text,
+    csv_untext,
+    differences,
+    fingerprint,
+    read_json_object,
+    write_csv,
+    write_json,
+)
 from adgan.plots import image_grid
 from adgan.progress import progress_bar
 
@@ -47,8 +58,17 @@ def threshold_for(det, fpr: float | None) -> float:
 
 
 def _read_done(out: Path) -> tuple[dict[str, float], dict[str, str]]:
-    scores = {r["path"]: float(r["score"]) for r in complete_rows(out / "scores.csv")}
-    skipped = {r["path"]: r["reason"] for r in complete_rows(out / "skipped.csv")}
+    """The finished rows of an earlier run; a row whose score is not a finite number (a
+    file edited by hand) is left out, and its image scored again."""
+    scores = {}
+    for r in complete_rows(out / "scores.csv"):
+        try:
+            score = float(r["score"])
+        except ValueError:
+            continue
+        if math.isfinite(score):
+            scores[csv_untext(r["path"])] = score
+    skipped = {csv_untext(r["path"]): r["reason"] for r in complete_rows(out / "skipped.csv")}
     return scores, skipped
 
 
@@ -62,13 +82,11 @@ def _meta(det, coll: Collection) -> dict:
 
 
 def _check_meta(out: Path, meta: dict) -> None:
-    import json
-
     path = out / "meta.json"
     if not path.exists():
         write_json(path, meta)
         return
-    old = json.loads(path.read_text())
+    old = read_json_object(path, "ranking folder's record of its model and collection")
     if differences(old, meta):
         raise ConfigError(
             f"{out} holds a ranking by another model or of another collection "
@@ -77,11 +95,8 @@ def _check_meta(out: Path, meta: dict) -> None:
 
 
 def _rewrite(path: Path, fields: list[str], rows: list[list]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(fields)
-    w.writerows(rows)
-    atomic_write(path, lambda fh: fh.write(buf.getvalue().encode("utf-8", "surrogateescape")))
+    """Rows whose first cell is a path (made safe for spreadsheets), written atomically."""
+    write_csv(path, fields, ([csv_text(r[0]), *r[1:]] for r in rows))
 
 
 def rank_collection(
@@ -118,7 +133,7 @@ def rank_collection(
             if not batch:
                 return
             s = det.anomaly_score(np.stack(batch))
-            sw.writerows([[p, repr(float(v))] for p, v in zip(batch_ids, s, strict=True)])
+            sw.writerows([[csv_text(p), repr(float(v))] for p, v in zip(batch_ids, s, strict=True)])
             sf.flush()
             os.fsync(sf.fileno())
             scores.update(zip(batch_ids, map(float, s), strict=True))
@@ -134,7 +149,7 @@ def rank_collection(
                 batch_ids.append(id_)
             except DataError as exc:
                 reason = getattr(exc, "reason", str(exc))
-                kw.writerow([id_, reason])
+                kw.writerow([csv_text(id_), reason])
                 kf.flush()
                 skipped[id_] = reason
                 bar.update(1)

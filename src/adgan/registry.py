@@ -80,6 +80,8 @@ def load_detector(path: str | os.PathLike, **overrides: Any) -> BaseDetector:
         return DETECTORS[name][0]._from_saved(blob, overrides)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+    except ConfigError as exc:  # a setting in the file out of range (adgan.params)
+        raise CheckpointError(f"{path}: detector file refused ({exc})") from exc
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path}: damaged or incompatible detector file ({exc!r:.200})"

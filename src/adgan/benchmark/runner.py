@@ -19,7 +19,14 @@ from adgan.benchmark.figures import plot_gallery, plot_roc, plot_trajectories
 from adgan.benchmark.tables import markdown_table
 from adgan.errors import ConfigError
 from adgan.evaluate import evaluate_class, load_for
-from adgan.files import as_json, atomic_write, complete_rows, differences, write_json
+from adgan.files import (
+    as_json,
+    atomic_write,
+    complete_rows,
+    differences,
+    read_json_object,
+    write_json,
+)
 from adgan.presets import Preset
 from adgan.progress import progress_bar
 
@@ -152,14 +159,13 @@ def _check_settings(out: Path, settings: dict, methods: dict[str, dict]) -> None
     """A rerun resumes only with the settings of the rows already written: the same dataset,
     seed and protocol, and for each method run before, the same parameters. A method not
     run before adds its parameters, so one folder can grow by methods over invocations."""
-    import json
 
     from adgan.registry import detector_params
 
     path = out / "settings.json"
     settings = as_json(settings)
     methods = as_json(methods)
-    old = json.loads(path.read_text()) if path.exists() else None
+    old = read_json_object(path, "benchmark settings record") if path.exists() else None
     if old is not None:
         old_methods = old.pop("methods", {})
         changed = differences(old, settings)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from adgan import params
 from adgan.data.imageset import ImageSet
 from adgan.errors import DataError
 
@@ -147,10 +148,15 @@ class _FolderSource:
         return (self.where / member).is_file()
 
     def read(self, member: str) -> bytes:
+        limit = params.MAX_DATASET_BYTES
         try:
-            return (self.where / member).read_bytes()
+            with (self.where / member).open("rb") as f:
+                raw = f.read(limit + 1)
         except OSError as e:
             raise DataError(f"{self.name(member)}: cannot read ({e.strerror or e})") from e
+        if len(raw) > limit:
+            raise DataError(f"{self.name(member)}: over the {limit} bytes read from one file")
+        return raw
 
 
 class _TarSource:
@@ -166,6 +172,11 @@ class _TarSource:
                 for m in tar:
                     # Match base names so the archive's top folder name does not matter.
                     if m.isfile() and Path(m.name).name in wanted:
+                        if m.size > params.MAX_DATASET_BYTES:
+                            raise DataError(
+                                f"{archive}:{m.name}: {m.size} bytes, over the "
+                                f"{params.MAX_DATASET_BYTES} read from one file"
+                            )
                         f = tar.extractfile(m)
                         assert f is not None  # regular files always have a stream
                         self._members[Path(m.name).name] = f.read()

@@ -11,6 +11,7 @@ import numpy as np
 from adgan.data.decode import ImageError, decode_image
 from adgan.data.folder import iter_image_files
 from adgan.errors import ConfigError, DataError
+from adgan.params import check_image_size
 
 
 def is_lmdb(path: str | Path) -> bool:
@@ -24,6 +25,8 @@ class Collection:
     def __init__(self, path: str | Path, channels: int, size: int | None):
         if channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {channels}")
+        if size is not None:
+            check_image_size(size)
         self.path = Path(path)
         self.channels, self.size = channels, size
         if is_lmdb(self.path):
@@ -55,11 +58,7 @@ class Collection:
             path = self._files.get(id_)
             if path is None:
                 raise ImageError(Path(id_), f"not in {self.path}")
-            try:
-                data = path.read_bytes()
-            except OSError as exc:  # permissions, a broken link, a vanished file
-                raise ImageError(path, f"unreadable file ({exc.strerror or exc})") from exc
-            return decode_image(data, self.channels, self.size, str(path))
+            return decode_image(path, self.channels, self.size)
         with self._env.begin() as txn:
             data = txn.get(id_.encode("utf-8", errors="surrogateescape"))
         if data is None:

@@ -1,10 +1,17 @@
 """The one image decoder: an image file, or its encoded bytes (from a database), to uint8
-(C, H, W), converted to gray or RGB and optionally centre-cropped and resized."""
+(C, H, W), converted to gray or RGB and optionally centre-cropped and resized.
+
+Image files are untrusted: ``read_image_bytes`` opens only regular files (a FIFO, a device
+or a link to one is refused without being opened) and reads at most ``MAX_IMAGE_BYTES``;
+``decode_image`` decodes only images whose header states at most ``MAX_IMAGE_PIXELS``
+pixels. Each refusal is an ``ImageError`` naming the file."""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +19,7 @@ from PIL import Image
 
 from adgan.data.transforms import center_crop_resize
 from adgan.errors import DataError
+from adgan.params import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -25,6 +33,44 @@ class ImageError(DataError):
         self.reason = reason
 
 
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_image_bytes(path: Path | str, limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of image file ``path``: a regular file (links followed) of at most ``limit``
+    bytes. Anything else (a FIFO, a device, a socket, a link to one) is refused without
+    being opened, and a larger file without being read: ImageError naming the file."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(path, f"{_kind(st.st_mode)}, not an image file; not opened")
+        if st.st_size > limit:
+            raise ImageError(path, f"{st.st_size} bytes, over the {limit} read from one image")
+        # O_NONBLOCK: should the file be swapped for a FIFO meanwhile, open does not wait
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ImageError(path, "not a regular file; not read")
+            data = fh.read(limit + 1)
+    except OSError as exc:  # permissions, a broken link, a vanished file
+        raise ImageError(path, f"unreadable file ({exc.strerror or exc})") from exc
+    if len(data) > limit:
+        raise ImageError(path, f"over the {limit} bytes read from one image")
+    return data
+
+
 def decode_image(
     source: Path | bytes, channels: int | None, size: int | None, where: Path | str = ""
 ) -> np.ndarray:
@@ -32,16 +78,30 @@ def decode_image(
     ``channels`` 1, RGB for 3, and with None gray images one channel and others three;
     with ``size``, the largest centred square resized to ``size`` x ``size`` (bicubic).
     Only the first frame of animated files is read. ImageError (a DataError) names
-    ``where`` (default: the path) for any image the decoders cannot read."""
+    ``where`` (default: the path) for any image the decoders cannot read, or that states more
+    than ``MAX_IMAGE_PIXELS`` pixels (refused before decoding)."""
     where = where or source
+    if isinstance(source, Path):
+        source = read_image_bytes(source)
+    elif len(source) > MAX_IMAGE_BYTES:  # a database's value
+        raise ImageError(
+            where, f"{len(source)} bytes, over the {MAX_IMAGE_BYTES} read from one image"
+        )
     try:
-        with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as img:
+        with Image.open(io.BytesIO(source)) as img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ImageError(
+                    where, f"{w}x{h} pixels, over the {MAX_IMAGE_PIXELS} decoded from one image"
+                )
             img.seek(0)  # first frame of animated GIF / WebP
             img.load()
             img = convert_mode(img, channels)
             if size is not None:
                 img = center_crop_resize(img, size)
             arr = np.asarray(img, dtype=np.uint8)
+    except ImageError:
+        raise
     except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, ... on bad data
         msg = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))  # no addresses
         raise ImageError(where, f"unreadable image ({type(e).__name__}: {msg})") from e

@@ -12,6 +12,7 @@ from PIL import features
 from adgan.data.decode import ImageError, decode_image
 from adgan.data.imageset import ImageSet
 from adgan.errors import ConfigError, DataError
+from adgan.params import check_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def load_folder(
     size: int | None = None,
     labelled: bool | None = None,
     on_error: str = "raise",
+    shape: tuple[int, int, int] | None = None,
 ) -> ImageSet:
     """Load every image under ``path`` into an :class:`ImageSet`.
 
@@ -74,13 +76,18 @@ def load_folder(
     on_error : {"raise", "skip"}
         What to do with an unreadable image: raise :class:`DataError`, or leave it out and
         record ``(path, reason)`` in the result's ``skipped``.
+    shape : (C, H, W) or None
+        Instead of ``channels`` and ``size``: every image must be this shape as it is (gray
+        for C 1, colour for 3), never converted or resized; another is unreadable.
     """
+    if shape is not None and (channels is not None or size is not None):
+        raise ConfigError("shape: give shape, or channels and size, not both")
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if channels not in (None, 1, 3):
         raise ConfigError(f"channels must be 1, 3 or None, got {channels}")
-    if size is not None and size < 1:
-        raise ConfigError(f"size must be a positive integer, got {size}")
+    if size is not None:
+        check_image_size(size)
     root = Path(path)
     files = iter_image_files(root)
     if not files:
@@ -107,6 +114,10 @@ def load_folder(
     for i, f in enumerate(files):
         try:
             arr = decode_image(f, channels, size)
+            if shape is not None and arr.shape != tuple(shape):
+                raise ImageError(
+                    f, f"{_describe(arr.shape)} image, expected {_describe(shape)} ones"
+                )
         except ImageError as e:
             if on_error == "raise":
                 raise
@@ -135,3 +146,8 @@ def load_folder(
         labels = np.array([class_of[rel[i].split("/", 1)[0]] for i in kept], dtype=np.int64)
     logger.info("loaded %d images %s from %s", len(images), images.shape[1:], root)
     return ImageSet(images, labels, [rel[i] for i in kept], classes, skipped)
+
+
+def _describe(shape) -> str:
+    c, h, w = shape
+    return f"{w}x{h} {'gray' if c == 1 else 'colour'}"

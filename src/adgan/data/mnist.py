@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adgan import params
 from adgan.data.imageset import ImageSet
 from adgan.errors import DataError
 
@@ -98,12 +99,20 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (decompressed for .gz), at most ``params.MAX_DATASET_BYTES``: a
+    larger file, or a small .gz that inflates past it, is refused once that much is read."""
+    limit = params.MAX_DATASET_BYTES
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+                raw = f.read(limit + 1)
+        else:
+            with path.open("rb") as f:
+                raw = f.read(limit + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise DataError(f"{path}: corrupt gzip file ({e})") from e
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    if len(raw) > limit:
+        raise DataError(f"{path}: over the {limit} bytes read from one dataset file")
+    return raw

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from adgan.errors import ConfigError
+from adgan.params import COUNT, MAX_NET_PARAMETERS, check_image_size
 
 
 def stem_size(image_size: int) -> tuple[int, int]:
@@ -39,11 +40,24 @@ class DCGANConfig:
     critic_norm: str = "batch"  # "batch" (DCGAN, weight clipping), "layer" or "none" (WGAN-GP)
 
     def validate(self) -> DCGANConfig:
+        """ConfigError for a setting out of range, or for networks of more than
+        ``MAX_NET_PARAMETERS`` parameters: checked before anything is allocated (an
+        architecture read from a file is untrusted)."""
+        check_image_size(self.image_size)
         stem_size(self.image_size)
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels: expected 1 or 3, got {self.channels}")
-        if self.latent_dim < 1 or self.width < 1:
-            raise ConfigError("latent_dim and width must be positive")
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ConfigError(f"channels: expected 1 or 3, got {self.channels!r}")
+        for name in ("latent_dim", "width"):
+            if not COUNT.accepts(getattr(self, name)):
+                value = getattr(self, name)
+                raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+        n = self.n_parameters()
+        if n > MAX_NET_PARAMETERS:
+            raise ConfigError(
+                f"latent_dim {self.latent_dim}, width {self.width} and image_size "
+                f"{self.image_size} give networks of {n} parameters, over the "
+                f"{MAX_NET_PARAMETERS} accepted; use a smaller width or latent_dim"
+            )
         if self.critic_norm not in ("batch", "layer", "none"):
             raise ConfigError(
                 f"critic_norm: expected batch, layer or none, got {self.critic_norm!r}"
@@ -52,6 +66,19 @@ class DCGANConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def n_parameters(self) -> int:
+        """Weights of the larger network of the pair (generator or critic), counted from
+        the settings alone."""
+        s0, m = stem_size(self.image_size)
+        w, c = self.width, self.channels
+        gen = [w * 2 ** (m - 1 - i) for i in range(m)] + [c]
+        n_gen = self.latent_dim * gen[0] * s0 * s0 + 2 * sum(gen[:-1])
+        n_gen += sum(16 * a * b for a, b in zip(gen[:-1], gen[1:], strict=True))
+        crit = [c] + [w * 2**i for i in range(m)]
+        n_crit = sum(16 * a * b + 3 * b for a, b in zip(crit[:-1], crit[1:], strict=True))
+        n_crit += crit[-1] * s0 * s0
+        return max(n_gen, n_crit)
 
 
 class Generator(nn.Module):

@@ -192,5 +192,8 @@ def _check_value(key: str, value: Any, methods: list[str], where: str, table: st
     constraints = [DETECTORS[m][0].param_constraints[key] for m in methods]
     if any(c.accepts(value) for c in constraints):
         return
-    want = " or ".join(dict.fromkeys(c.describe() for c in constraints))
+    phrases = list(dict.fromkeys(c.describe() for c in constraints))
+    # "a number > 0" says nothing that "a number > 0 or None" does not
+    phrases = [p for p in phrases if not any(o.startswith(p + " or ") for o in phrases)]
+    want = " or ".join(phrases)
     raise ConfigError(f"preset {where}: [{table}] {key} must be {want}, got {value!r}")
