@@ -25,6 +25,7 @@ class Collection:
         if channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {channels}")
         self.path = Path(path)
+        self.source = str(self.path.resolve())  # what a ranking of it records
         self.channels, self.size = channels, size
         if is_lmdb(self.path):
             self.kind = "lmdb"
@@ -80,6 +81,28 @@ class Collection:
         if not imgs:
             raise DataError(f"{self.path}: no readable images")
         return np.stack(imgs), names
+
+
+class ArrayCollection:
+    """Images already in memory (a dataset's split) as a collection: ids "0", "1", ...;
+    ``source`` names them (e.g. "digits test")."""
+
+    def __init__(self, images: np.ndarray, source: str, shape: tuple[int, ...] | None = None):
+        if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+            raise ConfigError(
+                f"{source}: images of shape {tuple(images.shape[1:])}, but the detector takes "
+                f"{tuple(shape)}"
+            )
+        self.images, self.source = images, source
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def ids(self) -> Iterator[str]:
+        return (str(i) for i in range(len(self.images)))
+
+    def read(self, id_: str) -> np.ndarray:
+        return self.images[int(id_)]
 
 
 def _open_lmdb(path: Path):
