@@ -464,8 +464,9 @@ def cmd_train(args) -> int:
         work_dir=str(out / "gan"),
     )
     det = make_detector(args.method, **params)
-    det.fit(images)  # under torchrun: batches shared over the processes
-    path = distributed.on_first(lambda: det.save(out / "detector.pt"))
+    with out_lock(args.out, folder=True):
+        det.fit(images)  # under torchrun: batches shared over the processes
+        path = distributed.on_first(lambda: det.save(out / "detector.pt"))
     threshold = -float(det.offset_)
     say(
         args,
