@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit a detector on normal images and save it",
         description="Fit a detector on the training images of one class of a "
         "dataset, or on a folder of images, and save it with its training "
-        "checkpoint, loss log and sample grid in --out.",
+        "checkpoint, loss log and sample grid in --out. Under torchrun the processes share "
+        "every batch (README: Scaling out).",
     )
     _dataset_args(p)
     p.add_argument(
@@ -207,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "appending rows to OUT/results.csv as they finish (a rerun skips finished rows), then "
         "write OUT/table.md (ours beside the paper's Table 1), OUT/roc.png (Figure 3), "
         "galleries of the most and least anomalous test images by ADGAN's score "
-        "(Figures 4-6) and OUT/trajectories.png (Figure 2, a 2-dimensional latent space).",
+        "(Figures 4-6) and OUT/trajectories.png (Figure 2, a 2-dimensional latent space). "
+        "Under torchrun the processes share the rows (README: Scaling out).",
     )
     _dataset_args(p)
     p.add_argument(
@@ -238,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         "detector in chunks. OUT/scores.csv (path, score, percentile, flagged) grows as chunks "
         "finish and is sorted most anomalous first at the end; a rerun resumes. Unreadable "
         "images go to OUT/skipped.csv with the reason. Writes most_anomalous.png, "
-        "least_anomalous.png and a self-contained gallery.html.",
+        "least_anomalous.png and a self-contained gallery.html. Under torchrun the "
+        "processes share the images (README: Scaling out).",
     )
     p.add_argument(
         "--model", required=True, help="a run folder from `adgan train` or a detector file"
@@ -260,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream images through a saved detector as rank does (resumable; "
         "unreadable images listed in OUT's stem + .skipped.csv) and write one CSV of id "
         "(image path or index), anomaly score, its percentile among the calibration images "
-        "and whether it is past the threshold, sorted most anomalous first.",
+        "and whether it is past the threshold, sorted most anomalous first. Under torchrun "
+        "the processes share the images (README: Scaling out).",
     )
     p.add_argument(
         "--model", required=True, help="a run folder from `adgan train` or a detector file"
