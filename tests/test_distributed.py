@@ -216,9 +216,9 @@ def test_a_second_writer_on_one_output_stops_at_once(work, tmp_path, capsys):
     json_out = tmp_path / "e.json"
     ev = ["evaluate", "--dataset", "digits", "--preset", str(root / "tiny.toml")]
     ev += ["--methods", "mean-image", "--out", str(json_out), "--quiet"]
-    with exclusive(tmp_path / "e.json.lock", str(json_out)):
+    with exclusive(tmp_path / ".e.json.lock", str(json_out)):
         assert main(ev) == 2
-    assert "e.json.lock: locked" in capsys.readouterr().err
+    assert ".e.json.lock: locked" in capsys.readouterr().err
     for _ in range(2):  # two runs one after the other: both finish
         assert main(ev) == 0
 

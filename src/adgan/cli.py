@@ -464,7 +464,7 @@ def cmd_train(args) -> int:
     params.update(
         random_state=args.seed,
         device=args.device,
-        verbose=not args.quiet,
+        verbose=not args.quiet and distributed.is_first(),  # one progress bar
         work_dir=str(out / "gan"),
     )
     det = make_detector(args.method, **params)

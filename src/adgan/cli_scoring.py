@@ -19,8 +19,9 @@ def say(args, text: str, result) -> None:
 
 def out_lock(out: str | None, folder: bool = False):
     """Held while a command writes ``out`` (a file, or a folder): a second process on the
-    same output stops at once with an error naming the lock (``OUT.lock``, or
-    ``OUT/.lock``). Under torchrun rank 0 holds it for all."""
+    same output stops at once with an error naming the lock (``.NAME.lock`` beside a
+    file, ``OUT/.lock`` in a folder; left in place, hidden). Under torchrun rank 0 holds
+    it for all."""
     import contextlib
 
     from adgan.files import exclusive
@@ -28,7 +29,7 @@ def out_lock(out: str | None, folder: bool = False):
     if out is None or not distributed.is_first():
         return contextlib.nullcontext()
     p = Path(out)
-    return exclusive(p / ".lock" if folder else p.with_name(p.name + ".lock"), str(p))
+    return exclusive(p / ".lock" if folder else p.with_name(f".{p.name}.lock"), str(p))
 
 
 def model_path(model: str) -> Path:

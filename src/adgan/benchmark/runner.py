@@ -7,7 +7,7 @@ row in progress (and GAN training itself resumes from its checkpoint in ``work/`
 A run holds ``OUT/.lock``: a second process on the same folder stops at once. Under torchrun
 the (normal class, run) groups of rows still to do are shared out over the processes, each
 group's methods on one process (they may share a trained GAN); each appends its rows under
-``results.csv.lock``, so every row is written once, and rank 0 writes the reports.
+``.results.csv.lock``, so every row is written once, and rank 0 writes the reports.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _write_results(path: Path, rows: list[dict]) -> None:
 
 def _append(path: Path, row: dict) -> None:
     """One row at the end of ``path``, whole, under its lock (several processes append)."""
-    with exclusive(path.with_name(path.name + ".lock"), str(path), wait=True):
+    with exclusive(path.with_name(f".{path.name}.lock"), str(path), wait=True):
         with path.open("a", newline="") as fh:
             csv.DictWriter(fh, FIELDS, extrasaction="ignore").writerow(row)
             fh.flush()
