@@ -57,17 +57,17 @@ def _parts(work: Path, stem: str) -> list[Path]:
     return sorted(work.glob(f"{stem}.part-*-of-*.csv"))
 
 
-def _read_done(work: Path) -> tuple[dict[str, float], dict[str, str]]:
-    """Finished rows of the running files and of every process's part files."""
+def _read_done(work: Path, parts: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """Finished rows of the running files and (with ``parts``) every process's part files."""
     scores: dict[str, float] = {}
-    for f in [work / "scores.csv", *_parts(work, "scores")]:
+    for f in [work / "scores.csv", *(_parts(work, "scores") if parts else [])]:
         for r in complete_rows(f):
             try:
                 scores[r["path"]] = float(r["score"])
             except (KeyError, TypeError, ValueError):
                 continue  # a damaged row is scored again
     skipped: dict[str, str] = {}
-    for f in [work / "skipped.csv", *_parts(work, "skipped")]:
+    for f in [work / "skipped.csv", *(_parts(work, "skipped") if parts else [])]:
         skipped.update({r["path"]: r["reason"] for r in complete_rows(f) if "path" in r})
     return scores, skipped
 
@@ -142,7 +142,9 @@ def stream_scores(det, coll, work: Path, chunk: int, fpr, progress: bool, what: 
             f.unlink()
 
     distributed.on_first(prepare)
-    scores, skipped = _read_done(work)
+    # what prepare gathered: the same on every rank (parts written from now on are not read,
+    # or a fast rank's first rows would change a slow rank's list and so the shares)
+    scores, skipped = _read_done(work, parts=False)
     todo = distributed.shard([i for i in coll.ids() if i not in scores and i not in skipped])
     suffix = "" if size == 1 else f".part-{rank}-of-{size}"
     files = {k: work / f"{k}{suffix}.csv" for k in ("scores", "skipped")}

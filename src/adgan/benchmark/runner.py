@@ -100,18 +100,19 @@ def _run(
 ) -> list[dict]:
     results = out / "results.csv"
 
-    def prepare() -> None:
+    def prepare() -> list[tuple]:
         (out / "scores").mkdir(parents=True, exist_ok=True)
         _check_settings(
             out,
             {"dataset": dataset, "preset": preset.name, "seed": seed, "protocol": preset.protocol},
             {m: _own_params(m, preset.params_for(m)) for m in methods},
         )
-        # drops a half-written last line, keeps the header
-        _write_results(results, read_results(results))
+        rows = read_results(results)
+        _write_results(results, rows)  # drops a half-written last line, keeps the header
+        return [(r["dataset"], r["normal_class"], r["method"], r["run"]) for r in rows]
 
-    distributed.on_first(prepare)
-    done = {(r["dataset"], r["normal_class"], r["method"], r["run"]) for r in read_results(results)}
+    # rank 0's list for all: rows other ranks append from now on must not change the shares
+    done = set(distributed.on_first(prepare))
     train, test = load_for(dataset, data_root)
     groups = [
         (r, c, [m for m in methods if (dataset, c, m, r) not in done])
