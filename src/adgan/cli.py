@@ -468,6 +468,9 @@ def cmd_train(args) -> int:
         work_dir=str(out / "gan"),
     )
     det = make_detector(args.method, **params)
+    from adgan.params import check_params
+
+    check_params(det)  # settings refused before the output folder is made
     with out_lock(args.out, folder=True):
         det.fit(images)  # under torchrun: batches shared over the processes
         path = distributed.on_first(lambda: det.save(out / "detector.pt"))
