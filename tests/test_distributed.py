@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,12 +47,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(args: list[str], nproc: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+def _launch(cmd: list[str]) -> subprocess.Popen:
+    """A launcher in its own process group, so that a test that times out ends its workers
+    too (killing torchrun alone would leave them waiting for each other)."""
+    return subprocess.Popen(
+        cmd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float = 180) -> list[tuple[str, str]]:
+    try:
+        return [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += [f"--nproc-per-node={nproc}", "-m", "adgan", *args, "--device", "cpu"]
-    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res
+    proc = _launch(cmd)
+    ((out, err),) = _finish([proc])
+    assert proc.returncode == 0, err[-3000:]
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _rows(path):
@@ -129,20 +154,16 @@ def test_two_nodes_of_one_process_rank_as_one(work, tmp_path):
     assert main(_rank_args(root, tmp_path / "one")) == 0
     port = _free_port()
     procs = [
-        subprocess.Popen(
+        _launch(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"]
             + [f"--node-rank={n}", "--master-addr=127.0.0.1", f"--master-port={port}"]
             + ["--rdzv-conf=timeout=60", "-m", "adgan"]
             + _rank_args(root, tmp_path / "two")
-            + ["--device", "cpu"],
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            + ["--device", "cpu"]
         )
         for n in (0, 1)
     ]
-    outs = [p.communicate(timeout=120) for p in procs]
+    outs = _finish(procs)
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     _same_ranking(tmp_path / "one" / "scores.csv", tmp_path / "two" / "scores.csv")
 
