@@ -110,14 +110,16 @@ def test_rank_skips_fifos_and_devices_without_opening_them(model, tmp_path):
     assert "a character device" in skipped["zero.png"]
 
 
-def test_score_refuses_a_fifo_with_a_one_line_error(model, tmp_path, capsys):
+def test_score_lists_a_fifo_without_opening_it(model, tmp_path):
     data = _folder(tmp_path / "data")
     os.mkfifo(data / "x.png")
     rc = main(
         ["score", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "s.csv")]
     )
-    assert rc != 0 and not (tmp_path / "s.csv").exists()
-    _one_line_error(capsys, "x.png", "a FIFO")
+    assert rc == 0
+    assert len(_rows(tmp_path / "s.csv")) == 4
+    skipped = {r["id"]: r["reason"] for r in _rows(tmp_path / "s.skipped.csv")}
+    assert set(skipped) == {"x.png"} and "a FIFO" in skipped["x.png"]
 
 
 def test_files_over_the_byte_and_pixel_limits_are_not_decoded(tmp_path):
@@ -293,13 +295,14 @@ def test_float_images_outside_minus_one_to_one_are_refused(model):
     assert np.isfinite(det.anomaly_score(x / 127.5 - 1)).all()
 
 
-def test_score_refuses_images_of_another_shape_rather_than_converting(model, tmp_path, capsys):
+def test_score_lists_images_of_another_shape_rather_than_converting(model, tmp_path):
     data = _folder(tmp_path / "data")
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "big_rgb.png")
     out = tmp_path / "s.csv"
-    assert main(["score", "--model", str(model), "--data", str(data), "--out", str(out)]) != 0
-    _one_line_error(capsys, "big_rgb.png", "32x32 colour image, expected 8x8 gray ones")
-    assert not out.exists()
+    assert main(["score", "--model", str(model), "--data", str(data), "--out", str(out)]) == 0
+    assert "big_rgb.png" not in {r["id"] for r in _rows(out)}
+    skipped = {r["id"]: r["reason"] for r in _rows(tmp_path / "s.skipped.csv")}
+    assert skipped == {"big_rgb.png": "32x32 colour image, expected 8x8 gray ones"}
 
 
 # -- nonsense settings --------------------------------------------------------------------------

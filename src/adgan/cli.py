@@ -9,8 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from adgan import distributed
+from adgan.cli_scoring import cmd_rank, cmd_score, out_lock, say
 from adgan.errors import AdganError, ConfigError
 from adgan.version import __version__
 
@@ -22,6 +22,8 @@ EXIT_HELP = (
     "written); 2 usage: an unknown or missing flag, or a flag or preset value that is not "
     "accepted; 130 interrupted (finished work is kept). Errors are one line on stderr."
 )
+#: the commands that share their work over the processes torchrun starts
+DISTRIBUTED = {"rank", "score", "train", "benchmark"}
 
 DATA_HELP = (
     "folder holding the datasets (MNIST IDX files, cifar-10-batches-py/ ...); "
@@ -52,20 +54,25 @@ def in_flags(message: str, flags: dict[str, str]) -> str:
     return message
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument(
         "--device",
         default="auto",
-        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)",
+        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto); under "
+        "torchrun, cuda is the local rank's GPU",
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seeds the test draw, training and the search's initial latents (default: 0)",
-    )
+    if seed:
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            help="seeds the test draw, training and the search's initial latents (default: 0)",
+        )
     p.add_argument("--quiet", action="store_true", help="no progress bars or log messages")
     p.flags["random_state"] = "--seed"  # the library's name for what --seed sets
+    p.add_argument(
+        "--json", action="store_true", help="print the results as one JSON document on stdout"
+    )
 
 
 def _dataset_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -76,6 +83,11 @@ def _dataset_args(p: argparse.ArgumentParser, required: bool = False) -> None:
         help="a labelled dataset: digits (embedded in scikit-learn), mnist or cifar10",
     )
     p.add_argument("--data-root", default=None, help=DATA_HELP)
+
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunk", type=int, default=256, help="images per scored chunk (default: 256)")
+    _common(p, seed=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,14 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit a detector on normal images and save it",
         description="Fit a detector on the training images of one class of a "
         "dataset, or on a folder of images, and save it with its training "
-        "checkpoint, loss log and sample grid in --out.",
+        "checkpoint, loss log and sample grid in --out. Under torchrun the processes share "
+        "every batch (README: Scaling out).",
     )
     _dataset_args(p)
     p.add_argument(
         "--normal-class",
-        type=int,
         default=None,
-        help="with --dataset: the class whose training images are normal",
+        help="with --dataset: the class whose training images are normal (N; a detector "
+        "learns one class, so lists, ranges and all are refused)",
     )
     p.add_argument(
         "--data",
@@ -204,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         "appending rows to OUT/results.csv as they finish (a rerun skips finished rows), then "
         "write OUT/table.md (ours beside the paper's Table 1), OUT/roc.png (Figure 3), "
         "galleries of the most and least anomalous test images by ADGAN's score "
-        "(Figures 4-6) and OUT/trajectories.png (Figure 2, a 2-dimensional latent space).",
+        "(Figures 4-6) and OUT/trajectories.png (Figure 2, a 2-dimensional latent space). "
+        "Under torchrun the processes share the rows (README: Scaling out).",
     )
     _dataset_args(p)
     p.add_argument(
@@ -235,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         "detector in chunks. OUT/scores.csv (path, score, percentile, flagged) grows as chunks "
         "finish and is sorted most anomalous first at the end; a rerun resumes. Unreadable "
         "images go to OUT/skipped.csv with the reason. Writes most_anomalous.png, "
-        "least_anomalous.png and a self-contained gallery.html.",
+        "least_anomalous.png and a self-contained gallery.html. Under torchrun the "
+        "processes share the images (README: Scaling out).",
     )
     p.add_argument(
         "--model", required=True, help="a run folder from `adgan train` or a detector file"
@@ -249,15 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="flag images past the score that flags this fraction of the calibration "
         "(normal) images (default: the detector's contamination threshold)",
     )
-    p.add_argument("--chunk", type=int, default=256, help="images per scored chunk (default: 256)")
-    _common(p)
+    _score_args(p)
 
     p = sub.add_parser(
         "score",
         help="score images with a saved detector, most anomalous first",
-        description="Write a CSV of id (image path or index), anomaly score, "
-        "its percentile among the calibration images and whether it is past the "
-        "threshold, sorted most anomalous first.",
+        description="Stream images through a saved detector as rank does (resumable; "
+        "unreadable images listed in OUT's stem + .skipped.csv) and write one CSV of id "
+        "(image path or index), anomaly score, its percentile among the calibration images "
+        "and whether it is past the threshold, sorted most anomalous first. Under torchrun "
+        "the processes share the images (README: Scaling out).",
     )
     p.add_argument(
         "--model", required=True, help="a run folder from `adgan train` or a detector file"
@@ -269,9 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="test",
         help="with --dataset: which split to score (default: test)",
     )
-    p.add_argument("--data", default=None, help="instead of --dataset: a folder of images")
-    p.add_argument("--out", required=True, help="CSV file to write")
-    _common(p)
+    p.add_argument(
+        "--data", default=None, help="instead of --dataset: a folder of images or an lmdb database"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="CSV file to write (work in progress is kept in OUT.work/ and resumed by a rerun)",
+    )
+    p.add_argument(
+        "--fpr",
+        type=float,
+        default=None,
+        help="flag images past the score that flags this fraction of the calibration "
+        "(normal) images (default: the detector's contamination threshold)",
+    )
+    _score_args(p)
     ap.commands = sub.choices  # command -> its parser
     for parser in (ap, *ap.commands.values()):
         parser.epilog = EXIT_HELP
@@ -293,13 +322,25 @@ def main(argv: list[str] | None = None) -> int:
         "rank": cmd_rank,
     }
     try:
+        if distributed.launched_size() > 1:  # started by torchrun
+            if args.command not in DISTRIBUTED:
+                raise ConfigError(
+                    f"{args.command} runs in one process; start it without torchrun "
+                    f"({', '.join(sorted(DISTRIBUTED))} run on several)"
+                )
+            args.device = distributed.join_world(args.device)
+            if not distributed.is_first():  # one copy of each message: rank 0's
+                logging.getLogger().setLevel(logging.WARNING)
         return commands[args.command](args)
     except (AdganError, OSError) as exc:  # OSError names its file: unwritable --out, full disk
-        print(f"adgan {args.command}: error: {in_flags(str(exc), flags)}", file=sys.stderr)
+        if distributed.is_first() or not getattr(exc, "shared", False):
+            print(f"adgan {args.command}: error: {in_flags(str(exc), flags)}", file=sys.stderr)
         return exit_status(exc)
     except KeyboardInterrupt:
         print(f"adgan {args.command}: interrupted; finished work is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        distributed.leave_world()
 
 
 def exit_status(exc: BaseException) -> int:
@@ -340,33 +381,38 @@ def cmd_evaluate(args) -> int:
         classes = parse_classes(args.normal_class)
         train, test = load_for(dataset, args.data_root)
     records: list[dict] = []
-    for c in classes:
-        for rec in evaluate_class(
-            train,
-            test,
-            dataset,
-            c,
-            methods,
-            preset,
-            seed=args.seed,
-            device=args.device,
-            n_test=args.n_test,
-            work_dir=args.work_dir,
-            verbose=not args.quiet,
-        ):
-            records.append(rec)
-            print(
-                f"{dataset} class {c} {rec['method']:<14} AUC {rec['auc']:.4f}  "
-                f"(n_train {rec['n_train']}, n_test {rec['n_test']}, "
-                f"fit {rec['fit_seconds']:.1f}s, score {rec['score_seconds']:.1f}s)",
-                flush=True,
-            )
-            if args.out:
-                _write_json(args.out, records)
-    if len(classes) > 1:
-        from adgan.evaluate import mean_auc
+    with out_lock(args.out):
+        for c in classes:
+            for rec in evaluate_class(
+                train,
+                test,
+                dataset,
+                c,
+                methods,
+                preset,
+                seed=args.seed,
+                device=args.device,
+                n_test=args.n_test,
+                work_dir=args.work_dir,
+                verbose=not args.quiet,
+            ):
+                records.append(rec)
+                if not args.json:
+                    print(
+                        f"{dataset} class {c} {rec['method']:<14} AUC {rec['auc']:.4f}  "
+                        f"(n_train {rec['n_train']}, n_test {rec['n_test']}, "
+                        f"fit {rec['fit_seconds']:.1f}s, score {rec['score_seconds']:.1f}s)",
+                        flush=True,
+                    )
+                if args.out:
+                    _write_json(args.out, records)
+    from adgan.evaluate import mean_auc
 
-        for m, v in mean_auc(records).items():
+    means = mean_auc(records) if len(classes) > 1 else {}
+    if args.json:
+        print(json.dumps({"records": records, "mean_auc": means}, indent=1, default=str))
+    for m, v in means.items():
+        if not args.json:
             print(f"{dataset} mean over {len(classes)} classes {m:<14} AUC {v:.4f}")
     return 0
 
@@ -399,8 +445,13 @@ def cmd_benchmark(args) -> int:
         extra_params=extra,
         progress=not args.quiet,
     )
-    print((Path(args.out) / "table.md").read_text())
-    print(f"{len(rows)} rows in {Path(args.out) / 'results.csv'}")
+    out = Path(args.out)
+    text = (out / "table.md").read_text() if distributed.is_first() else ""
+    say(
+        args,
+        f"{text}\n{len(rows)} rows in {out / 'results.csv'}",
+        {"rows": rows, "results": str(out / "results.csv"), "table": str(out / "table.md")},
+    )
     return 0
 
 
@@ -425,25 +476,44 @@ def cmd_train(args) -> int:
     params.update(
         random_state=args.seed,
         device=args.device,
-        verbose=not args.quiet,
+        verbose=not args.quiet and distributed.is_first(),  # one progress bar
         work_dir=str(out / "gan"),
     )
     det = make_detector(args.method, **params)
-    check_params(det)  # settings refused before any image is read
+    check_params(det)  # settings refused before any image is read or folder made
     if args.data is not None:
         images = _training_images(args)
     else:
         if dataset is None or args.normal_class is None:
             raise ConfigError("train: give --data FOLDER, or --dataset with --normal-class")
         train, test = load_for(dataset, args.data_root)
-        images = one_vs_all(train, test, args.normal_class, n_test=None, seed=args.seed).x_train
-    det.fit(images)
-    path = det.save(out / "detector.pt")
-    print(
+        normal = _one_class(args.normal_class)
+        images = one_vs_all(train, test, normal, n_test=None, seed=args.seed).x_train
+    with out_lock(args.out, folder=True):
+        det.fit(images)  # under torchrun: batches shared over the processes
+        path = distributed.on_first(lambda: det.save(out / "detector.pt"))
+    threshold = -float(det.offset_)
+    say(
+        args,
         f"trained {args.method} on {len(images)} images; saved {path}; threshold "
-        f"(anomaly score) {-det.offset_:.6g}"
-    )
+        f"(anomaly score) {threshold:.6g}",
+        {"method": args.method, "n_images": len(images), "detector": str(path),
+         "threshold": threshold},
+    )  # fmt: skip
     return 0
+
+
+def _one_class(text: str) -> int:
+    """train's --normal-class: the class syntax of evaluate, one class of it."""
+    from adgan.evaluate import parse_classes
+
+    classes = parse_classes(text)
+    if len(classes) != 1:
+        raise ConfigError(
+            f"normal_class: a detector learns one class; expected one class N, got {text!r} "
+            "(evaluate and benchmark take lists, ranges and all)"
+        )
+    return classes[0]
 
 
 def _training_images(args):
@@ -461,62 +531,6 @@ def _training_images(args):
         args.data, channels=args.channels, size=args.image_size, labelled=False
     ).images
     return images[: args.max_images] if args.max_images else images
-
-
-def _model_path(model: str) -> Path:
-    p = Path(model)
-    return p / "detector.pt" if p.is_dir() else p
-
-
-def cmd_rank(args) -> int:
-    from adgan.rank import rank_collection
-    from adgan.registry import load_detector
-
-    if args.chunk < 1:
-        raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
-    # one progress bar, rank's own, rather than one per chunk
-    det = load_detector(_model_path(args.model), device=args.device, verbose=False)
-    res = rank_collection(
-        det, args.data, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
-    )
-    print(
-        f"ranked {res.n_scored} images ({res.n_skipped} skipped) -> {res.out / 'scores.csv'}; "
-        f"galleries in {res.out}"
-    )
-    return 0
-
-
-def cmd_score(args) -> int:
-    from adgan.data import load_folder
-    from adgan.evaluate import load_for
-    from adgan.files import csv_text, write_csv
-    from adgan.registry import load_detector
-
-    det = load_detector(_model_path(args.model), device=args.device, verbose=not args.quiet)
-    if args.data is not None:  # images of the model's shape as they are: never converted
-        imgs = load_folder(args.data, shape=det.image_shape_, labelled=False)
-        images, ids = imgs.images, imgs.names
-    else:
-        if args.dataset is None:
-            raise ConfigError("score: give --data FOLDER or --dataset")
-        train, test = load_for(args.dataset, args.data_root)
-        split = train if args.split == "train" else test
-        images, ids = split.images, [str(i) for i in range(len(split))]
-    scores = det.anomaly_score(images)
-    pct = det.percentile(scores)
-    order = np.argsort(-scores, kind="stable")
-    threshold = -det.offset_
-    out = write_csv(  # atomic; names safe to open in a spreadsheet
-        args.out,
-        ["id", "score", "percentile", "flagged"],
-        (
-            [csv_text(ids[i]), f"{scores[i]:.6g}", f"{pct[i]:.2f}", int(scores[i] > threshold)]
-            for i in order
-        ),
-    )
-    n_flagged = int((scores > threshold).sum())
-    print(f"scored {len(images)} images -> {out}; {n_flagged} past the threshold")
-    return 0
 
 
 if __name__ == "__main__":

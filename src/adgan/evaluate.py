@@ -136,7 +136,8 @@ def evaluate_class(
                 scores = det.anomaly_score(task.x_test)
             t2 = time.perf_counter()
             auc = float(roc_auc_score(task.y_test, scores))
-            log.info("%s class %s %s: AUC %.4f", dataset, normal_class, method, auc)
+            # the caller prints the result (once); the log keeps it at debug level
+            log.debug("%s class %s %s: AUC %.4f", dataset, normal_class, method, auc)
             if keep is not None:
                 keep[method] = (det, task, scores)
             yield {

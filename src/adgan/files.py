@@ -9,11 +9,13 @@
   in a spreadsheet; ``complete_rows``: a CSV file read back after an interruption;
 * ``read_json_object``: a settings file read back, checked;
 * ``fingerprint``: a digest identifying data or settings;
-* ``differences``: which settings differ from those a folder was made with.
+* ``differences``: which settings differ from those a folder was made with;
+* ``exclusive``: a lock file held while a process writes an output (concurrent writers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -22,14 +24,14 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import torch
 
-from adgan.errors import CheckpointError, DataError
+from adgan.errors import AdganError, CheckpointError, DataError
 from adgan.version import __version__
 
 
@@ -212,3 +214,37 @@ def differences(
     defaults = as_json(defaults)
     keys = (set(before) | set(now)) & set(defaults)
     return sorted(k for k in keys - skip if before.get(k, defaults[k]) != now.get(k, defaults[k]))
+
+
+class Locked(AdganError):
+    """Another process holds the lock of an output file or folder."""
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock (``fcntl.flock``) on the file ``path`` (created, left in place)
+    for the block; without ``wait``, a lock held by another process is a one-line ``Locked``
+    error at once, naming the lock file, ``what`` is locked and the holder's process id.
+    Where ``fcntl`` is missing (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise Locked(
+                f"{path}: locked by another adgan process (pid {holder}) writing {what}; "
+                "wait for it to finish or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

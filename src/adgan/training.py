@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from adgan import distributed
 from adgan.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from adgan.files import (
     atomic_torch_save,
@@ -90,9 +91,19 @@ def make_optimizers(gen: Generator, critic: Critic, cfg: TrainConfig):
     )
 
 
-def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator):
-    """(||grad_x d(x_hat)|| - 1)^2 at random interpolates x_hat (WGAN-GP)."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=real.device, dtype=real.dtype)
+def gradient_penalty(
+    critic: Critic,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    gen: torch.Generator,
+    share: tuple[int, slice] | None = None,
+):
+    """(||grad_x d(x_hat)|| - 1)^2 at random interpolates x_hat (WGAN-GP). ``share`` (batch,
+    rows): real and fake are these rows of a batch, whose random numbers are all drawn."""
+    n = real.shape[0] if share is None else share[0]
+    alpha = torch.rand(n, 1, 1, 1, generator=gen, device=real.device, dtype=real.dtype)
+    if share is not None:
+        alpha = alpha[share[1]]
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -139,7 +150,13 @@ def train_gan(
     out_dir: str | Path | None = None,
     progress: Callable[[int, dict], None] | None = None,
 ) -> TrainedGAN:
-    """``train_wgan``, also returning the generator's moving averages."""
+    """``train_wgan``, also returning the generator's moving averages.
+
+    In a distributed run (``adgan.distributed``; torchrun) every process holds the whole of
+    X and draws the same batches; each computes the losses of its share of every batch, the
+    gradients are averaged over the processes and BatchNorm uses the whole batch's
+    statistics, so that the processes train as one process with the whole batch would (to
+    float rounding). Rank 0 alone writes to ``out_dir``; every rank resumes from it."""
     with flush_denormals():
         return _train(X, arch, cfg, seed, device, out_dir, progress)
 
@@ -206,6 +223,8 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
     history: list[dict] = []
     start = 0
     out = Path(out_dir) if out_dir is not None else None
+    rank, size = distributed.rank_and_size()
+    writes = out is not None and rank == 0  # one process writes the files
     # identifies the training images, so that a checkpoint is never resumed on other data
     data = fingerprint(str(tuple(X.shape)), X) if out is not None else ""
 
@@ -226,72 +245,106 @@ def _train(X, arch, cfg, seed, device, out_dir, progress):
         )
 
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        distributed.on_first(lambda: out.mkdir(parents=True, exist_ok=True))
         ck = out / CHECKPOINT
         if ck.exists():
             start, history = _resume(ck, arch, cfg, seed, gen, critic, opt_g, opt_d, rng, data, ema)
             log.info("resuming %s at generator iteration %d", ck, start)
-        _rewrite_log(out / "losses.csv", history)
+        distributed.wait_all()  # every rank has read the files before rank 0 writes
+        if writes:
+            _rewrite_log(out / "losses.csv", history)
     batch = min(cfg.batch_size, len(X))
+    rows = _my_rows(batch, rank, size)
     t0 = time.perf_counter()
-    for it in range(start, cfg.iterations):
-        gen.train()
-        critic.train()
-        boost = cfg.objective == "wgan" and cfg.critic_boost and (it < 25 or it % 500 == 0)
-        d_steps = 100 if boost else cfg.n_critic
-        for p in critic.parameters():
-            p.requires_grad_(True)
-        for _ in range(d_steps):
-            real = X[torch.randint(len(X), (batch,), generator=rng, device=device)]
-            z = torch.randn(batch, arch.latent_dim, generator=rng, device=device)
-            with torch.no_grad():
-                fake = gen(z)
-            w_est = critic(real).mean() - critic(fake).mean()
-            loss_d = -w_est
-            gp = torch.zeros((), device=device)
-            if cfg.objective == "wgan-gp":
-                gp = gradient_penalty(critic, real, fake, rng)
-                loss_d = loss_d + cfg.gp_lambda * gp
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            if cfg.objective == "wgan":
-                with torch.no_grad():
-                    for p in critic.parameters():
-                        p.clamp_(-cfg.clip, cfg.clip)
-        for p in critic.parameters():
-            p.requires_grad_(False)
-        z = torch.randn(batch, arch.latent_dim, generator=rng, device=device)
-        loss_g = -critic(gen(z)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        ema.update(gen)
-        rec = {
-            "iteration": it + 1,
-            "critic_loss": float(loss_d.detach()),
-            "wasserstein_estimate": float(w_est.detach()),
-            "generator_loss": float(loss_g.detach()),
-            "gradient_penalty": float(gp.detach()),
-            "seconds": time.perf_counter() - t0,
-        }
-        _check_divergence(rec, cfg, out)
-        history.append(rec)
-        if out is not None:
-            _append_log(out / "losses.csv", rec)
-            if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
-                checkpoint(it + 1)
-        if progress is not None:
-            progress(it + 1, rec)
+    with distributed.synced_batchnorm(gen, critic):
+        for it in range(start, cfg.iterations):
+            rec = _iteration(it, X, gen, critic, opt_g, opt_d, rng, cfg, arch, batch, rows)
+            rec["seconds"] = time.perf_counter() - t0
+            ema.update(gen)
+            _check_divergence(rec, cfg, out)
+            history.append(rec)
+            if writes:
+                _append_log(out / "losses.csv", rec)
+                if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
+                    checkpoint(it + 1)
+            if progress is not None:
+                progress(it + 1, rec)
     for p in critic.parameters():
         p.requires_grad_(True)
     recalibrate_batchnorm(gen, seed)
     gen.eval()
     critic.eval()
-    if out is not None:
+    if writes:
         checkpoint(cfg.iterations)
         save_sample_grid(gen, out / "samples.png", seed=seed)
+    distributed.wait_all()  # no rank reads a checkpoint that rank 0 has not finished
     return TrainedGAN(gen, critic, ema.generators(gen, seed), history)
+
+
+def _my_rows(batch: int, rank: int, size: int) -> slice | None:
+    """This process's rows of every batch (None: all of them, one process)."""
+    if size == 1:
+        return None
+    if batch % size:
+        raise ConfigError(
+            f"batch_size: {batch} images per batch do not split evenly over {size} processes; "
+            f"use a multiple of {size}"
+        )
+    part = batch // size
+    return slice(rank * part, (rank + 1) * part)
+
+
+def _iteration(it, X, gen, critic, opt_g, opt_d, rng, cfg, arch, batch, rows) -> dict:
+    """One generator iteration after its critic steps; the losses of the whole batch."""
+    device = X.device
+    share = None if rows is None else (batch, rows)
+    gen.train()
+    critic.train()
+    boost = cfg.objective == "wgan" and cfg.critic_boost and (it < 25 or it % 500 == 0)
+    d_steps = 100 if boost else cfg.n_critic
+    for p in critic.parameters():
+        p.requires_grad_(True)
+    for _ in range(d_steps):
+        real = X[torch.randint(len(X), (batch,), generator=rng, device=device)]
+        z = torch.randn(batch, arch.latent_dim, generator=rng, device=device)
+        if rows is not None:  # every rank draws the whole batch, and keeps its rows
+            real, z = real[rows], z[rows]
+        with torch.no_grad():
+            fake = gen(z)
+        w_est = critic(real).mean() - critic(fake).mean()
+        loss_d = -w_est
+        gp = torch.zeros((), device=device)
+        if cfg.objective == "wgan-gp":
+            gp = gradient_penalty(critic, real, fake, rng, share)
+            loss_d = loss_d + cfg.gp_lambda * gp
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        distributed.average_gradients(critic.parameters())
+        opt_d.step()
+        if cfg.objective == "wgan":
+            with torch.no_grad():
+                for p in critic.parameters():
+                    p.clamp_(-cfg.clip, cfg.clip)
+    for p in critic.parameters():
+        p.requires_grad_(False)
+    z = torch.randn(batch, arch.latent_dim, generator=rng, device=device)
+    if rows is not None:
+        z = z[rows]
+    loss_g = -critic(gen(z)).mean()
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    distributed.average_gradients(gen.parameters())
+    opt_g.step()
+    losses = [loss_d.detach(), w_est.detach(), loss_g.detach(), gp.detach()]
+    if rows is not None:  # the whole batch's losses, on every rank alike
+        losses = list(distributed.mean_over_ranks(torch.stack(losses)))
+    return {
+        "iteration": it + 1,
+        "critic_loss": float(losses[0]),
+        "wasserstein_estimate": float(losses[1]),
+        "generator_loss": float(losses[2]),
+        "gradient_penalty": float(losses[3]),
+    }
 
 
 @torch.no_grad()

@@ -3,10 +3,16 @@
 Rows are appended to ``results.csv`` as they finish, with each row's test labels and scores
 in ``scores/``; a rerun skips the rows already there, so an interruption loses at most the
 row in progress (and GAN training itself resumes from its checkpoint in ``work/``).
+
+A run holds ``OUT/.lock``: a second process on the same folder stops at once. Under torchrun
+the (normal class, run) groups of rows still to do are shared out over the processes, each
+group's methods on one process (they may share a trained GAN); each appends its rows under
+``.results.csv.lock``, so every row is written once, and rank 0 writes the reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -15,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adgan import distributed
 from adgan.benchmark.figures import plot_gallery, plot_roc, plot_trajectories
 from adgan.benchmark.tables import markdown_table
 from adgan.errors import ConfigError
@@ -24,6 +31,7 @@ from adgan.files import (
     atomic_write,
     complete_rows,
     differences,
+    exclusive,
     read_json_object,
     write_json,
 )
@@ -62,10 +70,12 @@ def _write_results(path: Path, rows: list[dict]) -> None:
 
 
 def _append(path: Path, row: dict) -> None:
-    with path.open("a", newline="") as fh:
-        csv.DictWriter(fh, FIELDS, extrasaction="ignore").writerow(row)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """One row at the end of ``path``, whole, under its lock (several processes append)."""
+    with exclusive(path.with_name(f".{path.name}.lock"), str(path), wait=True):
+        with path.open("a", newline="") as fh:
+            csv.DictWriter(fh, FIELDS, extrasaction="ignore").writerow(row)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def run_benchmark(
@@ -83,33 +93,50 @@ def run_benchmark(
     progress: bool = True,
 ) -> list[dict]:
     out = Path(out)
-    (out / "scores").mkdir(parents=True, exist_ok=True)
-    results = out / "results.csv"
     if extra_params:
         preset = Preset(**{**preset.__dict__, "params": {**preset.params, **extra_params}})
-    _check_settings(
-        out,
-        {"dataset": dataset, "preset": preset.name, "seed": seed, "protocol": preset.protocol},
-        {m: _own_params(m, preset.params_for(m)) for m in methods},
-    )
-    rows = read_results(results)
-    _write_results(results, rows)  # drops a half-written last line, keeps the header
-    done = {(r["dataset"], r["normal_class"], r["method"], r["run"]) for r in rows}
+    lock = exclusive(out / ".lock", str(out)) if distributed.is_first() else None
+    with lock if lock is not None else contextlib.nullcontext():
+        return _run(
+            dataset, classes, methods, preset, out, runs, data_root, seed, device,
+            trajectories, progress,
+        )  # fmt: skip
+
+
+def _run(
+    dataset, classes, methods, preset, out, runs, data_root, seed, device, trajectories, progress
+) -> list[dict]:
+    results = out / "results.csv"
+
+    def prepare() -> list[tuple]:
+        (out / "scores").mkdir(parents=True, exist_ok=True)
+        _check_settings(
+            out,
+            {"dataset": dataset, "preset": preset.name, "seed": seed, "protocol": preset.protocol},
+            {m: _own_params(m, preset.params_for(m)) for m in methods},
+        )
+        rows = read_results(results)
+        _write_results(results, rows)  # drops a half-written last line, keeps the header
+        return [(r["dataset"], r["normal_class"], r["method"], r["run"]) for r in rows]
+
+    # rank 0's list for all: rows other ranks append from now on must not change the shares
+    done = set(distributed.on_first(prepare))
     train, test = load_for(dataset, data_root)
-    todo = [
-        (c, r, m)
+    groups = [
+        (r, c, [m for m in methods if (dataset, c, m, r) not in done])
         for r in range(runs)
         for c in classes
-        for m in methods
-        if (dataset, c, m, r) not in done
     ]
-    bar = progress_bar(progress, len(todo), f"benchmark {dataset}", "row")
+    mine = distributed.shard([g for g in groups if g[2]])  # each group on one process
+    bar = progress_bar(
+        progress and distributed.is_first(),
+        sum(len(g[2]) for g in mine),
+        f"benchmark {dataset}",
+        "row",
+    )
     try:
-        for r in range(runs):
-            for c in classes:
-                pending = [m for (cc, rr, m) in todo if cc == c and rr == r]
-                if not pending:
-                    continue
+        with distributed.alone():  # each row trained and scored by one process
+            for r, c, pending in mine:
                 keep: dict = {}
                 for rec in evaluate_class(
                     train,
@@ -130,16 +157,22 @@ def run_benchmark(
                     if rec["method"] == "adgan" and r == 0:
                         plot_gallery(task.x_test, scores, path=out / f"gallery-{dataset}-c{c}.png")
                     _append(results, rec)
-                    rows.append(rec)
                     del det
                     bar.set_postfix_str(f"class {c} {rec['method']} AUC {rec['auc']:.3f}")
                     bar.update(1)
     finally:
         bar.close()
-    write_reports(out, dataset)
-    if trajectories and not (out / "trajectories.png").exists():
-        figure2(train, test, dataset, classes[0], preset, out / "trajectories.png", seed, device)
-    return read_results(results)
+    distributed.wait_all()
+
+    def finish() -> list[dict]:
+        write_reports(out, dataset)
+        if trajectories and not (out / "trajectories.png").exists():
+            figure2(
+                train, test, dataset, classes[0], preset, out / "trajectories.png", seed, device
+            )
+        return read_results(results)
+
+    return distributed.on_first(finish)
 
 
 def _save_scores(path: Path, task, scores: np.ndarray) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from adgan.data.decode import ImageError, decode_image
-from adgan.data.folder import iter_image_files
+from adgan.data.folder import describe_shape, iter_image_files
 from adgan.errors import ConfigError, DataError
 from adgan.params import check_image_size
 
@@ -20,15 +20,22 @@ def is_lmdb(path: str | Path) -> bool:
 
 
 class Collection:
-    """Ordered ids and a reader; ``read(id)`` raises DataError for a bad image."""
+    """Ordered ids and a reader; ``read(id)`` raises DataError for a bad image.
 
-    def __init__(self, path: str | Path, channels: int, size: int | None):
+    With ``exact`` the images are read as they are and one whose shape is not ``channels`` x
+    ``size`` x ``size`` is a bad image (``score``: a model's input, never converted);
+    without, every image is converted and resized to it (``rank``)."""
+
+    def __init__(self, path: str | Path, channels: int, size: int | None, exact: bool = False):
+        if exact and size is None:
+            raise ConfigError("size: exact shapes need a size")
         if channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {channels}")
         if size is not None:
             check_image_size(size)
         self.path = Path(path)
-        self.channels, self.size = channels, size
+        self.source = str(self.path.resolve())  # what a ranking of it records
+        self.channels, self.size, self.exact = channels, size, exact
         if is_lmdb(self.path):
             self.kind = "lmdb"
             self._env = _open_lmdb(self.path)
@@ -54,16 +61,24 @@ class Collection:
                 yield key.decode("utf-8", errors="surrogateescape")
 
     def read(self, id_: str) -> np.ndarray:
+        channels, size = (None, None) if self.exact else (self.channels, self.size)
         if self.kind == "folder":
             path = self._files.get(id_)
             if path is None:
                 raise ImageError(Path(id_), f"not in {self.path}")
-            return decode_image(path, self.channels, self.size)
-        with self._env.begin() as txn:
-            data = txn.get(id_.encode("utf-8", errors="surrogateescape"))
-        if data is None:
-            raise ImageError(Path(id_), "key not found in the database")
-        return decode_image(data, self.channels, self.size, id_)
+            arr, where = decode_image(path, channels, size), path
+        else:
+            with self._env.begin() as txn:
+                data = txn.get(id_.encode("utf-8", errors="surrogateescape"))
+            if data is None:
+                raise ImageError(Path(id_), "key not found in the database")
+            arr, where = decode_image(data, channels, size, id_), id_
+        want = (self.channels, self.size, self.size)
+        if self.exact and arr.shape != want:
+            raise ImageError(
+                where, f"{describe_shape(arr.shape)} image, expected {describe_shape(want)} ones"
+            )
+        return arr
 
     def load(self, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
         """Read up to ``limit`` images into memory (for training); bad images are skipped."""
@@ -79,6 +94,28 @@ class Collection:
         if not imgs:
             raise DataError(f"{self.path}: no readable images")
         return np.stack(imgs), names
+
+
+class ArrayCollection:
+    """Images already in memory (a dataset's split) as a collection: ids "0", "1", ...;
+    ``source`` names them (e.g. "digits test")."""
+
+    def __init__(self, images: np.ndarray, source: str, shape: tuple[int, ...] | None = None):
+        if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+            raise ConfigError(
+                f"{source}: images of shape {tuple(images.shape[1:])}, but the detector takes "
+                f"{tuple(shape)}"
+            )
+        self.images, self.source = images, source
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def ids(self) -> Iterator[str]:
+        return (str(i) for i in range(len(self.images)))
+
+    def read(self, id_: str) -> np.ndarray:
+        return self.images[int(id_)]
 
 
 def _open_lmdb(path: Path):

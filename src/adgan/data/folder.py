@@ -116,7 +116,7 @@ def load_folder(
             arr = decode_image(f, channels, size)
             if shape is not None and arr.shape != tuple(shape):
                 raise ImageError(
-                    f, f"{_describe(arr.shape)} image, expected {_describe(shape)} ones"
+                    f, f"{describe_shape(arr.shape)} image, expected {describe_shape(shape)} ones"
                 )
         except ImageError as e:
             if on_error == "raise":
@@ -148,6 +148,7 @@ def load_folder(
     return ImageSet(images, labels, [rel[i] for i in kept], classes, skipped)
 
 
-def _describe(shape) -> str:
+def describe_shape(shape) -> str:
+    """'32x32 colour' for (3, 32, 32)."""
     c, h, w = shape
     return f"{w}x{h} {'gray' if c == 1 else 'colour'}"

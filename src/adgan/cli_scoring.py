@@ -1,0 +1,107 @@
+"""The ``rank`` and ``score`` commands (one streaming implementation, ``adgan.rank``) and
+what every command shares: its results printed once, the lock of its output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from adgan import distributed
+from adgan.errors import ConfigError
+
+
+def say(args, text: str, result) -> None:
+    """A command's results, once (on rank 0): ``text``, or ``result`` as JSON with --json."""
+    if not distributed.is_first():
+        return
+    print(json.dumps(result, indent=1, default=str) if args.json else text, flush=True)
+
+
+def out_lock(out: str | None, folder: bool = False):
+    """Held while a command writes ``out`` (a file, or a folder): a second process on the
+    same output stops at once with an error naming the lock (``.NAME.lock`` beside a
+    file, ``OUT/.lock`` in a folder; left in place, hidden). Under torchrun rank 0 holds
+    it for all."""
+    import contextlib
+
+    from adgan.files import exclusive
+
+    if out is None or not distributed.is_first():
+        return contextlib.nullcontext()
+    p = Path(out)
+    return exclusive(p / ".lock" if folder else p.with_name(f".{p.name}.lock"), str(p))
+
+
+def model_path(model: str) -> Path:
+    p = Path(model)
+    return p / "detector.pt" if p.is_dir() else p
+
+
+def _check_score_args(args) -> None:
+    """rank's and score's own flags, refused before a model is read or a lock taken."""
+    import math
+
+    if args.chunk < 1:
+        raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
+    if args.fpr is not None and not (math.isfinite(args.fpr) and 0.0 < args.fpr < 1.0):
+        raise ConfigError(f"--fpr: expected a fraction between 0 and 1, got {args.fpr}")
+
+
+def _scored(args, res, text: str) -> None:
+    say(
+        args,
+        text,
+        {"scored": res.n_scored, "skipped": res.n_skipped, "flagged": res.n_flagged,
+         "threshold": res.threshold, "out": str(res.out)},
+    )  # fmt: skip
+
+
+def cmd_rank(args) -> int:
+    from adgan.rank import rank_collection
+    from adgan.registry import load_detector
+
+    _check_score_args(args)
+    # one progress bar, rank's own, rather than one per chunk
+    det = load_detector(model_path(args.model), device=args.device, verbose=False)
+    with out_lock(args.out, folder=True):
+        res = rank_collection(
+            det, args.data, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
+        )
+    _scored(
+        args,
+        res,
+        f"ranked {res.n_scored} images ({res.n_skipped} skipped) -> {res.out / 'scores.csv'}; "
+        f"{res.n_flagged} past the threshold; galleries in {res.out}",
+    )
+    return 0
+
+
+def cmd_score(args) -> int:
+    from adgan.data.collection import ArrayCollection, Collection
+    from adgan.evaluate import load_for
+    from adgan.rank import score_collection
+    from adgan.registry import load_detector
+
+    _check_score_args(args)
+    det = load_detector(model_path(args.model), device=args.device, verbose=False)
+    if args.data is not None:
+        # images of the model's shape as they are: another shape is listed, never converted
+        c, h, _ = det.image_shape_
+        coll = Collection(args.data, channels=c, size=h, exact=True)
+    else:
+        if args.dataset is None:
+            raise ConfigError("score: give --data FOLDER or --dataset")
+        train, test = load_for(args.dataset, args.data_root)
+        split = train if args.split == "train" else test
+        coll = ArrayCollection(split.images, f"{args.dataset} {args.split}", det.image_shape_)
+    with out_lock(args.out):
+        res = score_collection(
+            det, coll, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
+        )
+    skipped = f", {res.n_skipped} unreadable (listed beside it)" if res.n_skipped else ""
+    _scored(
+        args,
+        res,
+        f"scored {res.n_scored} images -> {res.out}; {res.n_flagged} past the threshold{skipped}",
+    )
+    return 0
