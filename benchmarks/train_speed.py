@@ -5,7 +5,11 @@ iterations after the first ``--skip`` (past WGAN's 100-critic-step start and the
 "Critic images/s" counts the real images the critic sees (batch x critic steps per
 generator iteration), the usual measure of GAN training throughput.
 
-    python benchmarks/train_speed.py        # 2 CPU cores: a few minutes
+    python benchmarks/train_speed.py           # 2 CPU cores: a few minutes
+    python benchmarks/train_speed.py --quick   # the cpu preset's setting alone
+
+To compare two versions of the library on a busy machine, run each in turn a few times
+(``PYTHONPATH=other/src python benchmarks/train_speed.py --quick``) and compare the best.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -44,24 +49,40 @@ def measure(size, channels, width, latent, objective, iterations, skip, batch, d
     return rate, rate * cfg.n_critic * batch
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--iterations", type=int, default=60)
     ap.add_argument("--skip", type=int, default=30)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--quick", action="store_true", help="the cpu preset's setting (wgan-gp) only")
     args = ap.parse_args()
+    import adgan
+
     print(
-        f"device {args.device} ({platform.machine()}, {torch.get_num_threads()} threads), "
-        f"torch {torch.__version__}; batch {args.batch}, 5 critic steps per generator step"
+        f"device {args.device}: {cpu_model()} ({platform.machine()}, "
+        f"{torch.get_num_threads()} threads), torch {torch.__version__}; adgan from "
+        f"{Path(adgan.__file__).parent}; batch {args.batch}, 5 critic steps per generator step"
     )
     print(f"{'setting':>34} {'objective':>9} {'gen it/s':>9} {'critic img/s':>12}")
     settings = [
         ("MNIST cpu preset (28px x1, w32)", 28, 1, 32, 256),
         ("paper, CIFAR-10 (32px x3, w64)", 32, 3, 64, 256),
     ]
+    if args.quick:
+        settings = settings[:1]
     for name, size, ch, width, latent in settings:
-        for objective in ("wgan", "wgan-gp"):
+        for objective in ("wgan-gp",) if args.quick else ("wgan", "wgan-gp"):
             it_s, img_s = measure(
                 size, ch, width, latent, objective, args.iterations, args.skip, args.batch,
                 args.device,

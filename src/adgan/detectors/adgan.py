@@ -215,7 +215,9 @@ class ADGAN(LatentSearchDetector):
         in training mode with the seeds as its batch). The paper does not say.
     kernel, max_pairs, memory_mb : implementation of the search and its chunking.
     precision : how the search stores each seed's copy of theta and its Adam moments
-        (``adgan.search.PRECISIONS``); "exact": in float32, as the plain loop does.
+        (``adgan.search.PRECISIONS``); "exact": in float32, as the plain loop does;
+        "mixed": on CPU with the compiled kernel, the convolutions' per-seed change and
+        moments in bfloat16 beside the shared float32 weights (``adgan.search.mixed``).
     contamination : float
         Fraction of the calibration images flagged as anomalous (default 0.05): ``offset_``
         is this quantile of their ``score_samples``, so that fraction falls below it (their

@@ -30,7 +30,10 @@ Read the package in this order:
 * ``chunks.py``: ``latent_search``: the pairs in chunks that bound the memory, on worker
   threads;
 * ``native.py`` (and ``native.c``): the compiled CPU kernel the fused kernel uses where it
-  is available, its build, cache and checks.
+  is available, its build, cache and checks;
+* ``mixed.py``: ``precision="mixed"``, the fused kernel with each pair's state for the
+  compiled convolutions in bfloat16 beside the shared float32 weights (half the bytes to
+  move per step; "exact", the default, keeps the generator's float type throughout).
 
 Adam is element-wise and the loss is a sum over pairs whose terms depend on disjoint
 parameters, so the batched kernels are exactly an independent Adam per pair; the tests

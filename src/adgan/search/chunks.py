@@ -20,7 +20,7 @@ import torch
 
 from adgan.errors import ConfigError
 from adgan.nets.dcgan import Generator
-from adgan.search import fused
+from adgan.search import fused, mixed
 from adgan.search.batched import generator_parameters, search_pairs_bmm
 from adgan.search.config import SearchConfig, SearchResult, log_prior
 from adgan.search.reference import search_loop
@@ -83,6 +83,7 @@ def latent_search(
             del kernels[key]
 
     cache = fused.CACHE_BYTES // workers  # the workers share the last-level cache
+    kernel_class = mixed.kernel_class(gen, cfg) if kernel == "fused" else None
 
     def run(xs, zs, worker):
         if kernel == "fused":
@@ -90,9 +91,10 @@ def latent_search(
             # the last, shorter chunk of a call runs on a view of the same buffers
             key = (xs.dtype, xs.device, worker)
             old = kernels.get(key)
-            if old is None or old.capacity < chunk or old.cache_bytes != cache:
+            if (old is None or old.capacity < chunk or old.cache_bytes != cache
+                    or type(old) is not kernel_class):  # fmt: skip
                 kernels.pop(key, None)  # free the old buffers before making larger ones
-                kernels[key] = fused.FusedKernel(gen, chunk, cache_bytes=cache)
+                kernels[key] = kernel_class(gen, chunk, cache_bytes=cache)
             return kernels[key].run(xs, zs, cfg, record)
         if kernel == "bmm":
             return search_pairs_bmm(gen, xs, zs, cfg, record)

@@ -14,8 +14,10 @@ from adgan.params import Bool, Int, Options, Real, check_params, optional
 KERNELS = ("auto", "fused", "bmm", "loop")
 BN_STATS = ("running", "seeds")
 #: how the per-pair search state is stored: "exact" keeps every copy of theta and its Adam
-#: moments in the generator's own float type
-PRECISIONS = ("exact",)
+#: moments in the generator's own float type; "mixed" (adgan.search.mixed) keeps the
+#: compiled convolutions' copies as the shared weights plus a bfloat16 change, and their
+#: moments in bfloat16
+PRECISIONS = ("exact", "mixed")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,11 @@ class SearchConfig:
         False, or no compiler, or ``ADGAN_NATIVE=0``: torch's operations alone. Same
         scores to float rounding.
     precision : how the per-pair state is stored (``PRECISIONS``); "exact": in the
-        generator's float type, as the reference loop does.
+        generator's float type, as the reference loop does; "mixed": for the convolutions
+        the compiled kernel runs on CPU, each pair's weights as the shared float32 weights
+        plus its own change, that change and the Adam moments in bfloat16 (half the bytes
+        to move per step; ``adgan.search.mixed``, docs/performance.md); elsewhere as
+        "exact".
     """
 
     n_seeds: int = 64

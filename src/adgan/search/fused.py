@@ -110,7 +110,9 @@ class FusedKernel:
         p0 = ref[0]
         dev, dt = p0.device, p0.dtype
         # storage for up to ``capacity`` pairs; ``run`` works on views of the first n
-        theta = [torch.empty((P, *p.shape), dtype=dt, device=dev) for p in ref]
+        # each parameter's per-pair state in the generator's type, or ``_state_dtype``'s
+        theta = [torch.empty((P, *p.shape), dtype=self._state_dtype(j, dt), device=dev)
+                 for j, p in enumerate(ref)]  # fmt: skip
         latent = gen.config.latent_dim
         self._store = {
             "theta": theta,
@@ -143,6 +145,11 @@ class FusedKernel:
         self.native = True  # use it where it runs (SearchConfig.native, set by run)
         self._pool: ThreadPoolExecutor | None = None  # threads for the compiled kernel
         self._pool_size = 0
+
+    def _state_dtype(self, j: int, dtype: torch.dtype) -> torch.dtype:
+        """The type of parameter j's per-pair state: the generator's (``precision="exact"``;
+        ``adgan.search.mixed`` stores some in bfloat16)."""
+        return dtype
 
     def _use(self, n: int) -> None:
         """Work on the first n pairs of the storage."""
@@ -197,12 +204,12 @@ class FusedKernel:
                     if shared:  # (P, Cin) @ (Cin, Cout*k*k)
                         torch.mm(h, W.view(cin, cout * k * k), out=self.a1.view(P, -1))
                     else:
-                        torch.bmm(h.unsqueeze(1), W.view(P, cin, cout * k * k), out=self.a1)
+                        self._first_layer_out(0, P, h)
                 a = self.a1.view(P, cout, k, k)  # (P, Cout, s0, s0)
             elif shared:
                 a = F.conv_transpose2d(h, W, stride=2, padding=1)
             else:
-                a = self._transposed_conv(i, h, W, cout, k)
+                a = self._transposed_conv(i, h, j - 1, cout, k)
             if i < len(gen.norms):
                 ahat = self._ws(f"ahat{i}", a.shape)
                 if self.groups:  # batch statistics of each image's seeds
@@ -224,14 +231,14 @@ class FusedKernel:
                 h = torch.tanh(a, out=self._ws(f"h{i}", a.shape))
         return h, saved
 
-    def _transposed_conv(self, i: int, h: torch.Tensor, W: torch.Tensor, cout: int, k: int):
+    def _transposed_conv(self, i: int, h: torch.Tensor, j: int, cout: int, k: int):
         """Layer i's transposed convolution (stride 2, padding 1) with each pair's weights:
         a product per pair and ``fold``; compiled where the kernel runs (measured faster on
         every layer of the 32x32 generator: 4x4 -> 8x8 maps 2.8 against 5.7 ms for 12 pairs
         on one core), else torch's bmm and col2im."""
         P, cin, side = self.P, h.shape[1], h.shape[-1]
         N = cout * k * k
-        Wm = W.view(P, cin, N)  # (P, Cin, Cout*k*k)
+        Wm = self.theta[j].view(P, cin, N)  # (P, Cin, Cout*k*k) (parameter j's state)
         hm = h.reshape(P, cin, side * side)
         a = self._ws(f"a{i}", (P, cout, 2 * side, 2 * side))
         cols_t = self._ws(f"cols_t{i}", (P, side * side, N))
@@ -239,7 +246,7 @@ class FusedKernel:
         if lib is not None:
 
             def fwd(lo, hi, t):
-                native.forward(lib, hm[lo:hi], Wm[lo:hi], cols_t[lo:hi])
+                self._forward_product(lib, j, hm[lo:hi], lo, hi, cols_t[lo:hi])
                 native.fold(lib, cols_t[lo:hi], a[lo:hi], k)
 
             self._parallel(P, fwd)
@@ -384,14 +391,24 @@ class FusedKernel:
                     z = self.z[a:b]
                     adam_step([z], [self.z_grad[a:b]], [self.z_m[a:b]], [self.z_v[a:b]],
                            self.step, cfg.lr_z, cfg)  # fmt: skip
-                    W0 = self.theta[0] if adapt else self.shared[0]
                     if adapt:
-                        torch.bmm(z.unsqueeze(1), W0[a:b].view(b - a, cin, -1),
-                                  out=self.a1[a:b])  # fmt: skip
+                        self._first_layer_out(a, b, z)
                     else:
-                        torch.mm(z, W0.view(cin, -1), out=self.a1[a:b].view(b - a, -1))
+                        torch.mm(z, self.shared[0].view(cin, -1),
+                                 out=self.a1[a:b].view(b - a, -1))  # fmt: skip
             if d_in is not None:
                 d = d_in.view(P, cin, side, side)
+
+    def _first_layer_out(self, a: int, b: int, z: torch.Tensor) -> None:
+        """The first layer's output for pairs a:b from their latents z (b - a, Cin) and their
+        own weights, into ``a1``."""
+        W0 = self.theta[0]
+        torch.bmm(z.unsqueeze(1), W0[a:b].view(b - a, z.shape[1], -1), out=self.a1[a:b])
+
+    def _forward_product(self, lib, j: int, hm: torch.Tensor, lo: int, hi: int, out) -> None:
+        """The compiled forward product of pairs lo:hi with their own copy of parameter j."""
+        W = self.theta[j]
+        native.forward(lib, hm, W[lo:hi].view(hi - lo, hm.shape[1], -1), out)
 
     def _native_lib(self, N: int, k: int, HW: int = 0):
         """The compiled kernel for a layer with N = Cout*k*k, or None where torch's operations

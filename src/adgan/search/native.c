@@ -29,20 +29,115 @@ static inline void st(REAL *p, vec x) { memcpy(p, &x, VB); }
 static inline REAL hsum(vec x) { REAL s = 0; for (int i = 0; i < V; i++) s += x[i]; return s; }
 static inline vec vsqrt(vec x) { for (int i = 0; i < V; i++) x[i] = sqrt(x[i]); return x; }
 
-typedef struct { REAL b1, b2, c1, c2, step_size, inv_bc2s, eps; int first; } adam_t;
+/* bfloat16 storage (precision "mixed", REAL = float only): the upper half of a float's bits,
+   rounded to nearest even */
+typedef unsigned short u16;
+#define IS_float 1
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if CAT(IS_, REAL)
+#if defined(__AVX2__) && VB == 64
+#include <immintrin.h>
+/* a vec as two 8-float halves */
+static inline vec ld16(const u16 *p)
+{
+    __m256i lo = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const void *)p)), 16);
+    __m256i hi =
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const void *)(p + 8))), 16);
+    vec x;
+    memcpy(&x, &lo, 32);
+    memcpy((char *)&x + 32, &hi, 32);
+    return x;
+}
+static inline __m256i round16(__m256i u) /* to nearest even, then the upper half */
+{
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    u = _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF)));
+    return _mm256_srli_epi32(u, 16);
+}
+static inline void st16(u16 *p, vec x)
+{
+    __m256i lo, hi;
+    memcpy(&lo, &x, 32);
+    memcpy(&hi, (char *)&x + 32, 32);
+    __m256i h = _mm256_packus_epi32(round16(lo), round16(hi)); /* lanes lo0 hi0 lo1 hi1 */
+    _mm256_storeu_si256((void *)p, _mm256_permute4x64_epi64(h, 0xD8));
+}
+#else /* portable: one value at a time */
+static inline vec ld16(const u16 *p)
+{
+    vec x;
+    for (int i = 0; i < V; i++) {
+        unsigned u = (unsigned)p[i] << 16;
+        memcpy((char *)&x + 4 * i, &u, 4);
+    }
+    return x;
+}
+static inline void st16(u16 *p, vec x)
+{
+    for (int i = 0; i < V; i++) {
+        unsigned u;
+        memcpy(&u, (char *)&x + 4 * i, 4);
+        p[i] = (u16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+#endif
+#else /* the mixed functions are float only: in the double library they do nothing */
+static inline vec ld16(const u16 *p) { (void)p; return (vec){0}; }
+#endif
 
-/* Adam on one vector: src holds the parameters before the step (p itself, or on the first
-   step the shared ones, whose moments start at zero and are not read) */
-static inline void adam_v(const adam_t *a, const REAL *src, REAL *p, REAL *m, REAL *v, vec g)
+typedef struct {
+    REAL b1, b2, c1, c2, step_size, inv_bc2s, eps;
+    int first;   /* Adam's first step: the moments start at zero and are not read */
+    REAL sc;     /* "mixed": the stored change D is (W - shared) / sc */
+    REAL step_sc; /* "mixed": step_size / sc */
+    int last;    /* "mixed": the search's last step, whose moments no one reads: not stored */
+} adam_t;
+
+/* mode, a constant in each specialisation: EXACT, or "mixed" on its first step (nothing
+   read) or on a later one (the change D read) */
+enum { EXACT, MIXED_FIRST, MIXED };
+
+/* The weights of pair p at offset o before the step: src itself (exact, or the shared
+   weights on the first step), or shared + sc * D */
+static inline __attribute__((always_inline)) vec
+src_at(const int mode, const adam_t *ad, const REAL *src, const u16 *D, size_t o)
+{
+    if (mode == MIXED) return ld(src + o) + ad->sc * ld16(D + o);
+    return ld(src + o);
+}
+#define SRC(o) src_at(mode, ad, src, D, o)
+
+/* Adam on one vector with gradient g. Exact: src holds the parameters before the step (p
+   itself, or on the first step the shared ones), p, m, v in REAL. Mixed (D not NULL): the
+   change D and the moments m16, v16 in bfloat16, p unused. */
+static inline __attribute__((always_inline)) void
+adam_v(const int mode, const adam_t *a, const REAL *src, REAL *p, REAL *m, REAL *v, u16 *D,
+       u16 *m16, u16 *v16, vec g)
 {
     vec mi, vi;
-    if (a->first) {
+    if (mode == MIXED_FIRST || (mode == EXACT && a->first)) {
         mi = a->c1 * g;
         vi = a->c2 * g * g;
+    } else if (mode == MIXED) {
+        mi = a->b1 * ld16(m16) + a->c1 * g;
+        vi = a->b2 * ld16(v16) + a->c2 * g * g;
     } else {
         mi = a->b1 * ld(m) + a->c1 * g;
         vi = a->b2 * ld(v) + a->c2 * g * g;
     }
+#if CAT(IS_, REAL)
+    if (mode != EXACT) {
+        vec q = mi / (vsqrt(vi) * a->inv_bc2s + a->eps);
+        vec d = mode == MIXED ? ld16(D) - a->step_sc * q : -a->step_sc * q;
+        st16(D, d);
+        if (!a->last) {
+            st16(m16, mi);
+            st16(v16, vi);
+        }
+        return;
+    }
+#endif
     st(m, mi);
     st(v, vi);
     st(p, ld(src) - a->step_size * mi / (vsqrt(vi) * a->inv_bc2s + a->eps));
@@ -52,10 +147,16 @@ static inline void adam_v(const adam_t *a, const REAL *src, REAL *p, REAL *m, RE
 #define HB 4 /* positions per pass: RB x HB vector accumulators for d_in */
 
 /* rows r0..r0+nr of one pair; g (nr x N) holds the weight gradient's partial sums between
-   the passes over the positions, in the cache */
-static void rows(const adam_t *ad, int nr, int N, int HW, const REAL *src, REAL *W, REAL *m,
-                 REAL *v, const REAL *dT, const REAL *hin, REAL *d_in, REAL *g)
+   the passes over the positions, in the cache. W, m, v (exact) or D, m16, v16 (mixed) are
+   the rows' storage, src the weights before the step (see SRC). */
+static inline __attribute__((always_inline)) void
+rows(const int mode, const adam_t *ad, int nr, int N, int HW, const REAL *src, REAL *W, REAL *m, REAL *v,
+     u16 *D, u16 *m16, u16 *v16, const REAL *dT, const REAL *hin, REAL *d_in, REAL *g)
 {
+#define UPDATE(o, gv)                                                                       \
+    adam_v(mode, ad, src + (o), mode == EXACT ? W + (o) : NULL, mode == EXACT ? m + (o) : NULL, \
+           mode == EXACT ? v + (o) : NULL, mode != EXACT ? D + (o) : NULL,                      \
+           mode != EXACT ? m16 + (o) : NULL, mode != EXACT ? v16 + (o) : NULL, gv)
     for (int h0 = 0; h0 < HW; h0 += HB) {
         int nh = HW - h0 < HB ? HW - h0 : HB;
         int last = h0 + nh == HW;
@@ -74,7 +175,7 @@ static void rows(const adam_t *ad, int nr, int N, int HW, const REAL *src, REAL 
                     size_t o = (size_t)r * N + n;
                     vec gv = h0 ? ld(g + o) : (vec){0};
                     if (d_in) {
-                        vec w = ld(src + o);
+                        vec w = SRC(o);
                         for (int h = 0; h < HB; h++) acc[r][h] += w * t[h];
                     }
                     for (int h = 0; h < HB; h++) gv += a[r][h] * t[h];
@@ -88,7 +189,7 @@ static void rows(const adam_t *ad, int nr, int N, int HW, const REAL *src, REAL 
                 for (int r = 0; r < RB; r++)
                     for (int n = 0; n < N; n += V) {
                         size_t o = (size_t)r * N + n;
-                        adam_v(ad, src + o, W + o, m + o, v + o, ld(g + o));
+                        UPDATE(o, ld(g + o));
                     }
         } else { /* a short block: row by row, the update in the same pass */
             for (int r = 0; r < nr; r++) {
@@ -97,14 +198,14 @@ static void rows(const adam_t *ad, int nr, int N, int HW, const REAL *src, REAL 
                 for (int n = 0; n < N; n += V) {
                     size_t o = (size_t)r * N + n;
                     vec gv = h0 ? ld(g + o) : (vec){0};
-                    vec w = d_in ? ld(src + o) : (vec){0};
+                    vec w = d_in ? SRC(o) : (vec){0};
                     for (int h = 0; h < nh; h++) {
                         vec t = ld(dT + (size_t)(h0 + h) * N + n);
                         if (d_in) acc[h] += w * t;
                         gv += hin[r * HW + h0 + h] * t;
                     }
                     if (last)
-                        adam_v(ad, src + o, W + o, m + o, v + o, gv);
+                        UPDATE(o, gv);
                     else
                         st(g + o, gv);
                 }
@@ -113,6 +214,36 @@ static void rows(const adam_t *ad, int nr, int N, int HW, const REAL *src, REAL 
             }
         }
     }
+#undef UPDATE
+}
+
+static inline __attribute__((always_inline)) void
+backward_adam(const int mode, const adam_t *ad, int P, int cin, int N, int HW, REAL *W, const REAL *shared,
+              REAL *m, REAL *v, u16 *D, u16 *m16, u16 *v16, const REAL *dT, const REAL *hin,
+              REAL *d_in, REAL *work)
+{
+    for (int p = 0; p < P; p++) {
+        size_t off = (size_t)p * cin * N;
+        /* mixed: the shared weights are every pair's base */
+        const REAL *src = mode != EXACT || ad->first ? shared : W + off;
+        for (int r0 = 0; r0 < cin; r0 += RB) {
+            int nr = cin - r0 < RB ? cin - r0 : RB;
+            size_t o = (size_t)r0 * N;
+#define AT(x) (x ? x + off + o : NULL)
+            rows(mode, ad, nr, N, HW, src + o, AT(W), AT(m), AT(v), AT(D), AT(m16), AT(v16),
+                 dT + (size_t)p * HW * N, hin + ((size_t)p * cin + r0) * HW,
+                 d_in ? d_in + ((size_t)p * cin + r0) * HW : NULL, work);
+#undef AT
+        }
+    }
+}
+
+static adam_t adam_consts(double lr, double b1, double b2, double eps, double step, int first)
+{
+    double bc1 = 1 - pow(b1, step), bc2 = 1 - pow(b2, step);
+    adam_t ad = {(REAL)b1, (REAL)b2, (REAL)(1 - b1), (REAL)(1 - b2), (REAL)(lr / bc1),
+                 (REAL)(1 / sqrt(bc2)), (REAL)eps, first, (REAL)1, (REAL)(lr / bc1), 0};
+    return ad;
 }
 
 /* W, m, v: (P, cin, N), updated in place. shared: NULL, or on Adam's first step the weights
@@ -124,20 +255,36 @@ void adgan_conv_backward_adam(int P, int cin, int N, int HW, REAL *W, const REAL
                               REAL *work, double lr, double b1, double b2, double eps,
                               double step)
 {
-    double bc1 = 1 - pow(b1, step), bc2 = 1 - pow(b2, step);
-    adam_t ad = {(REAL)b1, (REAL)b2, (REAL)(1 - b1), (REAL)(1 - b2), (REAL)(lr / bc1),
-                 (REAL)(1 / sqrt(bc2)), (REAL)eps, shared != NULL};
-    for (int p = 0; p < P; p++) {
-        size_t off = (size_t)p * cin * N;
-        const REAL *src = shared ? shared : W + off;
-        for (int r0 = 0; r0 < cin; r0 += RB) {
-            int nr = cin - r0 < RB ? cin - r0 : RB;
-            size_t o = (size_t)r0 * N;
-            rows(&ad, nr, N, HW, src + o, W + off + o, m + off + o, v + off + o,
-                 dT + (size_t)p * HW * N, hin + ((size_t)p * cin + r0) * HW,
-                 d_in ? d_in + ((size_t)p * cin + r0) * HW : NULL, work);
-        }
-    }
+    adam_t ad = adam_consts(lr, b1, b2, eps, step, shared != NULL);
+    backward_adam(EXACT, &ad, P, cin, N, HW, W, shared, m, v, NULL, NULL, NULL, dT, hin, d_in,
+                  work);
+}
+
+/* precision "mixed": as adgan_conv_backward_adam, with each pair's weights shared + sc * D
+   (shared (cin, N) always given); D, m, v (P, cin, N) in bfloat16. first: Adam's first step
+   (D and the moments start at zero, not read); last: the search's last step (the moments
+   are not written). */
+void adgan_conv_backward_adam_mixed(int P, int cin, int N, int HW, u16 *D, const REAL *shared,
+                                    u16 *m, u16 *v, const REAL *dT, const REAL *hin,
+                                    REAL *d_in, REAL *work, double lr, double b1, double b2,
+                                    double eps, double step, double sc, int first, int last)
+{
+#if CAT(IS_, REAL)
+    adam_t ad = adam_consts(lr, b1, b2, eps, step, first);
+    ad.sc = (REAL)sc;
+    ad.step_sc = (REAL)(lr / (1 - pow(b1, step)) / sc);
+    ad.last = last;
+    if (first)
+        backward_adam(MIXED_FIRST, &ad, P, cin, N, HW, NULL, shared, NULL, NULL, D, m, v, dT,
+                      hin, d_in, work);
+    else
+        backward_adam(MIXED, &ad, P, cin, N, HW, NULL, shared, NULL, NULL, D, m, v, dT, hin,
+                      d_in, work);
+#else
+    (void)P, (void)cin, (void)N, (void)HW, (void)D, (void)shared, (void)m, (void)v, (void)dT;
+    (void)hin, (void)d_in, (void)work, (void)lr, (void)b1, (void)b2, (void)eps, (void)step;
+    (void)sc, (void)first, (void)last;
+#endif
 }
 
 int adgan_native_vector(void) { return V; }
@@ -150,9 +297,13 @@ int adgan_native_vector(void) { return V; }
    hardware prefetchers: measured 44 -> 81 GFLOP/s on 4x4 maps, one core). */
 #define KB 32
 #define PF 8 /* vectors ahead */
+/* a row's weights at offset o: W itself, or with D (precision "mixed") W + sc * D, the
+   shared weights plus the pair's change stored in bfloat16 */
+#define WLOAD(o) (mix ? ld(W + (o)) + sc * ld16(D + (o)) : ld(W + (o)))
 #define FWD(HB_, NB_)                                                                       \
-    static int fwd_##HB_##_##NB_(int cin, int N, int HW, int hw0, int n0, const REAL *h,  \
-                                 const REAL *W, REAL *out)                                 \
+    static inline __attribute__((always_inline)) int fwd_##HB_##_##NB_(                    \
+        const int mix, int cin, int N, int HW, int hw0, int n0, const REAL *h,             \
+        const REAL *W, const u16 *D, REAL sc, REAL *out)                                   \
     {                                                                                       \
         int n = n0;                                                                         \
         for (int r0 = 0; r0 < cin; r0 += KB) {                                              \
@@ -164,10 +315,13 @@ int adgan_native_vector(void) { return V; }
                         acc[i][j] = r0 ? ld(out + (size_t)(hw0 + i) * N + n + j * V)        \
                                        : (vec){0};                                          \
                 for (int r = r0; r < r1; r++) {                                             \
-                    const REAL *w_r = W + (size_t)r * N + n;                                \
+                    size_t o_r = (size_t)r * N + n;                                         \
                     vec w[NB_];                                                             \
-                    if (n + (PF + NB_) * V <= N) __builtin_prefetch(w_r + PF * V);          \
-                    for (int j = 0; j < NB_; j++) w[j] = ld(w_r + j * V);                   \
+                    if (n + (PF + NB_) * V <= N) {                                          \
+                        __builtin_prefetch(W + o_r + PF * V);                               \
+                        if (mix) __builtin_prefetch(D + o_r + PF * V);                      \
+                    }                                                                       \
+                    for (int j = 0; j < NB_; j++) w[j] = WLOAD(o_r + j * V);                \
                     for (int i = 0; i < HB_; i++) {                                         \
                         REAL a = h[(size_t)r * HW + hw0 + i];                               \
                         for (int j = 0; j < NB_; j++) acc[i][j] += a * w[j];                \
@@ -190,54 +344,82 @@ FWD(2, 1)
 FWD(1, 1)
 
 /* HW = 1 (the first layer): the rows in order, four at a time, summed into out (N values) */
-static void fwd_rows(int cin, int N, const REAL *h, const REAL *W, REAL *out)
+static inline __attribute__((always_inline)) void
+fwd_rows(const int mix, int cin, int N, const REAL *h, const REAL *W, const u16 *D, REAL sc,
+         REAL *out)
 {
     int r = 0;
     for (; r + 4 <= cin; r += 4) {
         REAL a0 = h[r], a1 = h[r + 1], a2 = h[r + 2], a3 = h[r + 3];
-        const REAL *w0 = W + (size_t)r * N, *w1 = w0 + N, *w2 = w1 + N, *w3 = w2 + N;
+        size_t o0 = (size_t)r * N, o1 = o0 + N, o2 = o1 + N, o3 = o2 + N;
         for (int n = 0; n < N; n += V) {
             vec o = r ? ld(out + n) : (vec){0};
-            o += a0 * ld(w0 + n) + a1 * ld(w1 + n) + a2 * ld(w2 + n) + a3 * ld(w3 + n);
+            o += a0 * WLOAD(o0 + n) + a1 * WLOAD(o1 + n) + a2 * WLOAD(o2 + n) +
+                 a3 * WLOAD(o3 + n);
             st(out + n, o);
         }
     }
     for (; r < cin; r++)
         for (int n = 0; n < N; n += V) {
             vec o = r ? ld(out + n) : (vec){0};
-            st(out + n, o + h[r] * ld(W + (size_t)r * N + n));
+            st(out + n, o + h[r] * WLOAD((size_t)r * N + n));
         }
 }
 
-void adgan_forward(int P, int cin, int N, int HW, const REAL *h, const REAL *W, REAL *out)
+/* h (P, cin, HW), out (P, HW, N); W (P, cin, N) with D NULL, else the shared weights
+   (cin, N) and D (P, cin, N) each pair's change over sc, in bfloat16 */
+static inline __attribute__((always_inline)) void
+forward(const int mix, int P, int cin, int N, int HW, const REAL *h, const REAL *W0,
+        const u16 *D0, REAL sc, REAL *out)
 {
     for (int p = 0; p < P; p++) {
-        const REAL *hp = h + (size_t)p * cin * HW, *Wp = W + (size_t)p * cin * N;
+        const REAL *hp = h + (size_t)p * cin * HW;
+        const REAL *W = mix ? W0 : W0 + (size_t)p * cin * N;
+        const u16 *D = mix ? D0 + (size_t)p * cin * N : NULL;
         REAL *op = out + (size_t)p * HW * N;
         if (HW == 1) {
-            fwd_rows(cin, N, hp, Wp, op);
+            fwd_rows(mix, cin, N, hp, W, D, sc, op);
             continue;
         }
         for (int hw0 = 0; hw0 < HW;) {
             int left = HW - hw0;
             if (left >= 16) {
-                fwd_16_1(cin, N, HW, hw0, 0, hp, Wp, op);
+                fwd_16_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
                 hw0 += 16;
             } else if (left >= 8) {
-                fwd_8_1(cin, N, HW, hw0, fwd_8_2(cin, N, HW, hw0, 0, hp, Wp, op), hp, Wp, op);
+                fwd_8_1(mix, cin, N, HW, hw0, fwd_8_2(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
                 hw0 += 8;
             } else if (left >= 4) {
-                fwd_4_1(cin, N, HW, hw0, fwd_4_4(cin, N, HW, hw0, 0, hp, Wp, op), hp, Wp, op);
+                fwd_4_1(mix, cin, N, HW, hw0, fwd_4_4(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
                 hw0 += 4;
             } else if (left >= 2) {
-                fwd_2_1(cin, N, HW, hw0, fwd_2_8(cin, N, HW, hw0, 0, hp, Wp, op), hp, Wp, op);
+                fwd_2_1(mix, cin, N, HW, hw0, fwd_2_8(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
                 hw0 += 2;
             } else {
-                fwd_1_1(cin, N, HW, hw0, 0, hp, Wp, op);
+                fwd_1_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
                 hw0 += 1;
             }
         }
     }
+}
+
+__attribute__((flatten)) void adgan_forward(int P, int cin, int N, int HW, const REAL *h,
+                                            const REAL *W, REAL *out)
+{
+    forward(0, P, cin, N, HW, h, W, NULL, 0, out);
+}
+
+/* precision "mixed": the forward product with each pair's weights shared + sc * D[p], D
+   (P, cin, N) in bfloat16 */
+__attribute__((flatten)) void adgan_forward_mixed(int P, int cin, int N, int HW,
+                                                  const REAL *h, const REAL *shared,
+                                                  const u16 *D, double sc, REAL *out)
+{
+#if CAT(IS_, REAL)
+    forward(1, P, cin, N, HW, h, shared, D, (REAL)sc, out);
+#else
+    (void)P, (void)cin, (void)N, (void)HW, (void)h, (void)shared, (void)D, (void)sc, (void)out;
+#endif
 }
 
 /* fold (col2im) of a transposed convolution with stride 2 and padding 1 from the forward

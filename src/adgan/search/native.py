@@ -317,6 +317,14 @@ def load(dtype: torch.dtype) -> ctypes.CDLL | None:
                     lib.adgan_fold.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 2
                     lib.adgan_patches.restype = None
                     lib.adgan_patches.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 2
+                    fn = lib.adgan_conv_backward_adam_mixed
+                    fn.restype = None
+                    fn.argtypes = ([ctypes.c_int] * 4 + [ctypes.c_void_p] * 8
+                                   + [ctypes.c_double] * 6 + [ctypes.c_int] * 2)  # fmt: skip
+                    lib.adgan_forward_mixed.restype = None
+                    lib.adgan_forward_mixed.argtypes = (
+                        [ctypes.c_int] * 4 + [ctypes.c_void_p] * 3 + [ctypes.c_double, ctypes.c_void_p]
+                    )  # fmt: skip
                 except AttributeError as e:
                     log.info("adgan: the compiled kernel lacks a function (%s)", e)
                     lib = None
@@ -341,9 +349,10 @@ def _lib_dtype(lib: ctypes.CDLL) -> torch.dtype:
 def _check(lib: ctypes.CDLL, dims: tuple[int, ...], **tensors) -> bool:
     """The C code trusts its arguments: check them here, where a mistake is an exception.
     ``dims``: the sizes passed to C, all positive except the pairs (the first), where 0 means
-    nothing to do (returns False). ``tensors``: name=(tensor or None, expected shape)."""
-    dtype = _lib_dtype(lib)
-    for name, (t, shape) in tensors.items():
+    nothing to do (returns False). ``tensors``: name=(tensor or None, expected shape), or
+    (tensor, shape, dtype) for another dtype than the library's."""
+    for name, (t, shape, *own) in tensors.items():
+        dtype = own[0] if own else _lib_dtype(lib)
         if t is not None and (
             tuple(t.shape) != shape
             or t.dtype != dtype
@@ -394,6 +403,71 @@ def conv_backward_adam(
         P, cin, N, HW, _ptr(W), _ptr(shared), _ptr(m), _ptr(v), _ptr(dT), _ptr(hin),
         _ptr(d_in), _ptr(work), lr, betas[0], betas[1], eps, float(step),
     )  # fmt: skip
+
+
+def conv_backward_adam_mixed(
+    lib: ctypes.CDLL,
+    D: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    dT: torch.Tensor,
+    hin: torch.Tensor,
+    d_in: torch.Tensor | None,
+    work: torch.Tensor,
+    shared: torch.Tensor,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    step: int,
+    scale: float,
+    first: bool,
+    last: bool,
+) -> None:
+    """``conv_backward_adam`` for precision "mixed" (float32 library only): each pair's
+    weights are ``shared + scale * D[p]``, with D, m, v (P, cin, N) in bfloat16, updated in
+    place. ``first``: Adam's first step (D and the moments start at zero and are not read);
+    ``last``: the search's last step (the moments, never read again, are not written)."""
+    P, cin, N = D.shape
+    HW = dT.shape[1]
+    if _lib_dtype(lib) != torch.float32:
+        raise ValueError("lib: the mixed kernel needs the float32 library")
+    if N % vector_width(lib):
+        raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}")
+    if step < 1:
+        raise ValueError(f"step: Adam's steps count from 1, got {step}")
+    if not scale > 0:
+        raise ValueError(f"scale: must be positive, got {scale}")
+    bf = torch.bfloat16
+    if not _check(lib, (P, cin, N, HW), D=(D, (P, cin, N), bf), m=(m, (P, cin, N), bf),
+                  v=(v, (P, cin, N), bf), dT=(dT, (P, HW, N)), hin=(hin, (P, cin, HW)),
+                  d_in=(d_in, (P, cin, HW)), shared=(shared, (cin, N)),
+                  work=(work, (4 * N,))):  # fmt: skip
+        return
+    if shared is None:
+        raise ValueError("shared: the mixed kernel needs the shared weights")
+    lib.adgan_conv_backward_adam_mixed(
+        P, cin, N, HW, _ptr(D), _ptr(shared), _ptr(m), _ptr(v), _ptr(dT), _ptr(hin),
+        _ptr(d_in), _ptr(work), lr, betas[0], betas[1], eps, float(step), scale, int(first),
+        int(last),
+    )  # fmt: skip
+
+
+def forward_mixed(
+    lib: ctypes.CDLL, h: torch.Tensor, shared: torch.Tensor, D: torch.Tensor, scale: float,
+    out: torch.Tensor,
+) -> None:  # fmt: skip
+    """``out[p] = h[p].T @ (shared + scale * D[p])`` for each pair p: h (P, cin, HW), shared
+    (cin, N) float32, D (P, cin, N) bfloat16, out (P, HW, N)."""
+    P, cin, HW = h.shape
+    N = D.shape[2]
+    if _lib_dtype(lib) != torch.float32:
+        raise ValueError("lib: the mixed kernel needs the float32 library")
+    if N % vector_width(lib):
+        raise ValueError(f"N={N} must be a multiple of {vector_width(lib)}")
+    if not _check(lib, (P, cin, N, HW), h=(h, (P, cin, HW)), shared=(shared, (cin, N)),
+                  D=(D, (P, cin, N), torch.bfloat16), out=(out, (P, HW, N))):  # fmt: skip
+        return
+    lib.adgan_forward_mixed(P, cin, N, HW, _ptr(h), _ptr(shared), _ptr(D), scale, _ptr(out))
 
 
 def forward(lib: ctypes.CDLL, h: torch.Tensor, W: torch.Tensor, out: torch.Tensor) -> None:
