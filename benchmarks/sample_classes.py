@@ -12,8 +12,9 @@ score low. Prints one row per (class, generator) and appends it to ``--csv``:
 
 Columns: the fraction labelled as the normal class, the classifier's mean probability of the
 normal class, and the three other classes drawn most often with their fractions. The
-classifier's own accuracy on held-out training images is printed first, and the row "real" labels the normal class's
-own held-out training images: its errors bound what the fractions can say.
+classifier's own accuracy on held-out training images is printed first, and the row "real"
+labels the normal class's own held-out training images: its errors bound what the fractions
+can say.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ def main(argv=None) -> int:
         gens.update({f"ema{d}": g.eval() for d, g in ema_generators(blob, args.seed).items()})
         for name, g in gens.items():
             # "real": the class's own training images the classifier did not fit on
-            x = X_all[held[train.labels[held] == c]] if g is None else samples(g, args.n, args.seed + 1)
+            x = (
+                X_all[held[train.labels[held] == c]]
+                if g is None
+                else samples(g, args.n, args.seed + 1)
+            )
             proba = clf.predict_proba(x)
             pred = clf.classes_[proba.argmax(1)]
             frac = np.bincount(pred, minlength=10) / len(pred)

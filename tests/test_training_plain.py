@@ -68,5 +68,6 @@ def test_training_equals_the_plain_loop_to_float_rounding(objective, norm):
     # and the parameters moved: the comparison is not between two initialisations
     with seeded(1):
         init = Generator(arch)
-    moved = max((a - b).abs().max() for a, b in zip(gen.parameters(), init.parameters()))
+    pairs = zip(gen.parameters(), init.parameters(), strict=True)
+    moved = max((a - b).abs().max() for a, b in pairs)
     assert moved > 1e-4

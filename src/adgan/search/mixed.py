@@ -33,7 +33,6 @@ import torch
 
 from adgan.nets.dcgan import Generator
 from adgan.search import native
-from adgan.search.batched import generator_parameters
 from adgan.search.config import SearchConfig
 from adgan.search.fused import CACHE_BYTES, NATIVE_MAX_HW, FusedKernel
 

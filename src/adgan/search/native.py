@@ -323,7 +323,8 @@ def load(dtype: torch.dtype) -> ctypes.CDLL | None:
                                    + [ctypes.c_double] * 6 + [ctypes.c_int] * 2)  # fmt: skip
                     lib.adgan_forward_mixed.restype = None
                     lib.adgan_forward_mixed.argtypes = (
-                        [ctypes.c_int] * 4 + [ctypes.c_void_p] * 3 + [ctypes.c_double, ctypes.c_void_p]
+                        [ctypes.c_int] * 4 + [ctypes.c_void_p] * 3
+                        + [ctypes.c_double, ctypes.c_void_p]
                     )  # fmt: skip
                 except AttributeError as e:
                     log.info("adgan: the compiled kernel lacks a function (%s)", e)
