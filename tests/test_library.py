@@ -91,7 +91,7 @@ def test_the_quickstart_example_runs(tmp_path):
 
 
 def test_the_threshold_flags_the_contamination_fraction_of_the_calibration_images():
-    X = np.random.default_rng(1).normal(size=(200, 1, 8, 8)).astype(np.float32)
+    X = np.random.default_rng(1).uniform(-1, 1, size=(200, 1, 8, 8)).astype(np.float32)
     det = adgan.MeanImage(contamination=0.1, calibration=50).fit(X)
     assert len(det.calibration_scores_) == 50  # held out of the mean
     assert np.mean(det.calibration_scores_ < det.offset_) == pytest.approx(0.1, abs=0.02)
