@@ -39,12 +39,11 @@ def model_path(model: str) -> Path:
 
 def _check_score_args(args) -> None:
     """rank's and score's own flags, refused before a model is read or a lock taken."""
-    import math
+    from adgan.rank import check_fpr
 
     if args.chunk < 1:
         raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
-    if args.fpr is not None and not (math.isfinite(args.fpr) and 0.0 < args.fpr < 1.0):
-        raise ConfigError(f"--fpr: expected a fraction between 0 and 1, got {args.fpr}")
+    check_fpr(args.fpr)
 
 
 def _scored(args, res, text: str) -> None:

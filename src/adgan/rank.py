@@ -54,13 +54,18 @@ class RankResult:
     n_flagged: int = 0
 
 
+def check_fpr(fpr: float | None) -> None:
+    """None, or a fraction strictly between 0 and 1 (NaN refused)."""
+    if fpr is not None and not 0.0 < fpr < 1.0:
+        raise ConfigError(f"fpr: expected a fraction between 0 and 1, got {fpr}")
+
+
 def threshold_for(det, fpr: float | None) -> float:
     """Anomaly-score cut-off from the calibration (normal) images alone: the detector's own
     (its contamination quantile), or the one that flags a fraction ``fpr`` of them."""
     if fpr is None:
         return -float(det.offset_)
-    if not 0.0 < fpr < 1.0:
-        raise ConfigError(f"fpr: expected a fraction between 0 and 1, got {fpr}")
+    check_fpr(fpr)
     return float(np.quantile(-det.calibration_scores_, 1.0 - fpr))
 
 
