@@ -261,7 +261,7 @@ def test_the_kernel_refuses_mismatched_tensors():
     with pytest.raises(ValueError, match="out"):
         native.forward(lib, torch.zeros(2, 4, 3), W, torch.zeros(2, 16, 3))
     with pytest.raises(ValueError, match="multiple"):
-        native.forward(lib, torch.zeros(2, 4, 3), torch.zeros(2, 4, 8), torch.zeros(2, 3, 8))
+        native.forward(lib, torch.zeros(2, 4, 3), torch.zeros(2, 4, 7), torch.zeros(2, 3, 7))
     with pytest.raises(ValueError, match="cols"):
         native.fold(lib, torch.zeros(2, 5, 16), torch.zeros(2, 1, 4, 4), 4)
     with pytest.raises(ValueError, match="out"):
@@ -341,7 +341,7 @@ def test_a_library_without_the_recorded_digest_is_rebuilt_not_loaded(monkeypatch
             target.with_suffix(".sha256").write_text("0" * 64 + "\n")
     lib = native.load(torch.float64)
     assert not marker.exists()
-    assert lib is not None and native.vector_width(lib) == 8  # the real kernel, rebuilt
+    assert lib is not None and native._lib_dtype(lib) == torch.float64  # the real kernel, rebuilt
     assert lib.adgan_conv_backward_adam is not None
 
 
@@ -365,3 +365,43 @@ def test_a_build_that_times_out_is_remembered_and_reported_once(monkeypatch, tmp
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert "delete the .failed files" in warnings[0] and "ADGAN_NATIVE=0" in warnings[0]
+
+
+@needs_cc
+@pytest.mark.parametrize("vector_bytes", [16, 32, 64])
+def test_every_vector_width_gives_the_plain_loops_results(monkeypatch, tmp_path, vector_bytes):
+    # the kernel's vectors match the machine's registers (16, 32 or 64 bytes); each width,
+    # built here whatever the machine, must compute the same search in float64 and the
+    # same "mixed" update (bfloat16 state) in float32
+    import shlex
+
+    monkeypatch.setenv("CC", shlex.join([*native.compiler(), f"-DVB={vector_bytes}"]))
+    monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_libs", {})
+    lib64, lib32 = native.load(torch.float64), native.load(torch.float32)
+    assert lib64 is not None and lib32 is not None
+    assert native.vector_width(lib64) == vector_bytes // 8
+    assert native.vector_width(lib32) == vector_bytes // 4
+    g = _generator(size=32, width=8)
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    z0 = torch.randn(3, 6, dtype=torch.float64)
+    cfg = dict(n_seeds=3, steps=3, max_pairs=6)
+    fast = latent_search(g, x, z0, SearchConfig(**cfg), record=True)
+    slow = latent_search(g, x, z0, SearchConfig(**cfg, kernel="loop"), record=True)
+    np.testing.assert_allclose(fast.loss_path, slow.loss_path, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(fast.z, slow.z, rtol=1e-7, atol=1e-10)
+    # "mixed" (bfloat16 state) at this width against the exact float32 kernel: the lanes of
+    # the 16-bit loads and stores in the right places, or the losses would differ widely
+    g = g.float()
+    x, z0 = x.float(), torch.randn(4, 6)
+    cfg = dict(n_seeds=4, steps=5, lr_theta=2e-2, max_pairs=8)
+    exact = latent_search(g, x, z0, SearchConfig(**cfg))
+    plain = latent_search(g, x, z0, SearchConfig(**cfg, native=False))
+    mix = latent_search(g, x, z0, SearchConfig(**cfg, precision="mixed"))
+    fixed = latent_search(g, x, z0, SearchConfig(**cfg, adapt_generator=False))
+    np.testing.assert_allclose(exact.seed_losses, plain.seed_losses, rtol=1e-4)
+    moved = np.abs(exact.seed_losses - fixed.seed_losses).mean()
+    assert moved > 1e-3 * np.abs(exact.seed_losses).mean()
+    # (bfloat16 rounding: 1.6% of what adapting theta moves at this lr_theta, measured at
+    # every width; state stored in the wrong lanes would scramble the weights)
+    assert np.abs(mix.seed_losses - exact.seed_losses).mean() < 0.05 * moved

@@ -311,6 +311,7 @@ def load(dtype: torch.dtype) -> ctypes.CDLL | None:
                     fn.restype = None
                     fn.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 8 + [ctypes.c_double] * 5
                     lib.adgan_native_vector.restype = ctypes.c_int
+                    lib.adgan_native_real_bytes.restype = ctypes.c_int
                     lib.adgan_forward.restype = None
                     lib.adgan_forward.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 3
                     lib.adgan_fold.restype = None
@@ -343,8 +344,8 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 def _lib_dtype(lib: ctypes.CDLL) -> torch.dtype:
-    """The REAL the library was compiled with: its vectors are 64 bytes."""
-    return {16: torch.float32, 8: torch.float64}[vector_width(lib)]
+    """The REAL the library was compiled with."""
+    return {4: torch.float32, 8: torch.float64}[int(lib.adgan_native_real_bytes())]
 
 
 def _check(lib: ctypes.CDLL, dims: tuple[int, ...], **tensors) -> bool:
