@@ -208,3 +208,25 @@ def test_library_errors_name_parameters_and_the_command_line_its_flags(tmp_path,
     assert err.startswith(f"adgan evaluate: error: --preset {bad}: unknown parameter 'iteratons'")
     assert main(["evaluate", "--dataset", "digits", "--device", "tpu", "--quiet"]) == 2
     assert "error: --device: expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+def test_evaluate_jobs_gives_the_records_of_one_job(tmp_path, preset, capsys):
+    # two classes side by side, each in its own process, against the same two in turn
+    def run(jobs, *extra):
+        out = tmp_path / f"r{jobs}.json"
+        argv = ["evaluate", "--dataset", "digits", "--normal-class", "3,0", "--preset", preset,
+                "--methods", "adgan,mean-image", "--out", str(out), "--jobs", str(jobs), *extra]  # fmt: skip
+        assert main(argv) == 0
+        return json.loads(out.read_text()), capsys.readouterr().out
+
+    one, _ = run(1, "--quiet")
+    two, printed = run(2)  # with progress bars, drawn by the worker processes
+    key = [(r["normal_class"], r["method"]) for r in one]
+    assert key == [(3, "adgan"), (3, "mean-image"), (0, "adgan"), (0, "mean-image")]
+    assert [(r["normal_class"], r["method"]) for r in two] == key  # --out in class order
+    for a, b in zip(one, two, strict=True):
+        assert a["n_test"] == b["n_test"] and a["n_train"] == b["n_train"]
+        assert abs(a["auc"] - b["auc"]) < 1e-3  # thread counts differ: float rounding only
+    assert printed.count("AUC") == 6  # each result once, then the two means
+    assert main(["evaluate", "--dataset", "digits", "--jobs", "0", "--quiet"]) == 2
+    assert "--jobs: expected at least 1, got 0" in capsys.readouterr().err

@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="write the records as a JSON list to this file")
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="normal classes evaluated at once, each in its own process with its share of "
+        "the CPU threads (default: 1). Small images (digits, MNIST) gain most: --jobs 2 on "
+        "2 cores does two digit classes in about the time of one",
+    )
+    p.add_argument(
         "--alexnet-weights",
         default=None,
         help="torchvision AlexNet state dict (.pth) for the *-alexnet methods; nothing is "
@@ -358,7 +366,7 @@ def _preset_and_dataset(args):
 
 
 def cmd_evaluate(args) -> int:
-    from adgan.evaluate import evaluate_class, load_for, parse_classes, parse_methods
+    from adgan.evaluate import evaluate_classes, load_for, parse_classes, parse_methods
 
     preset, dataset = _preset_and_dataset(args)
     methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
@@ -382,30 +390,32 @@ def cmd_evaluate(args) -> int:
         train, test = load_for(dataset, args.data_root)
     records: list[dict] = []
     with out_lock(args.out):
-        for c in classes:
-            for rec in evaluate_class(
-                train,
-                test,
-                dataset,
-                c,
-                methods,
-                preset,
-                seed=args.seed,
-                device=args.device,
-                n_test=args.n_test,
-                work_dir=args.work_dir,
-                verbose=not args.quiet,
-            ):
-                records.append(rec)
-                if not args.json:
-                    print(
-                        f"{dataset} class {c} {rec['method']:<14} AUC {rec['auc']:.4f}  "
-                        f"(n_train {rec['n_train']}, n_test {rec['n_test']}, "
-                        f"fit {rec['fit_seconds']:.1f}s, score {rec['score_seconds']:.1f}s)",
-                        flush=True,
-                    )
-                if args.out:
-                    _write_json(args.out, records)
+        for rec in evaluate_classes(
+            train,
+            test,
+            dataset,
+            classes,
+            methods,
+            preset,
+            jobs=args.jobs,
+            seed=args.seed,
+            device=args.device,
+            n_test=args.n_test,
+            work_dir=args.work_dir,
+            verbose=not args.quiet,
+        ):
+            records.append(rec)
+            if not args.json:
+                print(
+                    f"{dataset} class {rec['normal_class']} {rec['method']:<14} "
+                    f"AUC {rec['auc']:.4f}  (n_train {rec['n_train']}, n_test {rec['n_test']}, "
+                    f"fit {rec['fit_seconds']:.1f}s, score {rec['score_seconds']:.1f}s)",
+                    flush=True,
+                )
+            if args.out:
+                order = {c: i for i, c in enumerate(classes)}
+                records.sort(key=lambda r: order[r["normal_class"]])  # class order, stably
+                _write_json(args.out, records)
     from adgan.evaluate import mean_auc
 
     means = mean_auc(records) if len(classes) > 1 else {}

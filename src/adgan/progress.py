@@ -31,6 +31,22 @@ class _Silent:
         pass
 
 
+_SETTINGS: dict[str, Any] = {"position": None, "prefix": ""}
+
+
+def configure(position: int | None = None, lock: Any = None, prefix: str | None = None) -> None:
+    """For a process that runs beside others (``evaluate --jobs``): its bars on line
+    ``position``, drawn under the processes' shared ``lock``, their names after ``prefix``."""
+    if position is not None:
+        _SETTINGS["position"] = position
+    if lock is not None:
+        from tqdm.auto import tqdm
+
+        tqdm.set_lock(lock)
+    if prefix is not None:
+        _SETTINGS["prefix"] = prefix
+
+
 def progress_bar(enabled: bool, total: int, desc: str, unit: str, initial: int = 0):
     """A context manager and bar with ``update``, ``set_postfix``, ``set_postfix_str`` and
     ``close``: tqdm's when ``enabled``, a silent one otherwise."""
@@ -38,4 +54,12 @@ def progress_bar(enabled: bool, total: int, desc: str, unit: str, initial: int =
         return _Silent()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, initial=initial)
+    position = _SETTINGS["position"]
+    return tqdm(
+        total=total,
+        desc=_SETTINGS["prefix"] + desc,
+        unit=unit,
+        initial=initial,
+        position=position,
+        leave=position is None,
+    )
