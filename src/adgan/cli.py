@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="normal classes evaluated at once, each in its own process with its share of "
-        "the CPU threads (default: 1). Small images (digits, MNIST) gain most: --jobs 2 on "
-        "2 cores does two digit classes in about the time of one",
+        "the CPU threads (default: 1). Small images (digits, MNIST) gain most: their "
+        "training barely uses a second thread, so classes side by side use the cores better",
     )
     p.add_argument(
         "--alexnet-weights",
