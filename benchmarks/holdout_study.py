@@ -16,7 +16,9 @@ resumable: a variant already there is not recomputed) and prints, and appends to
 searches, the mean final loss of each group and the mean loss at every step.
 
 Variants: ``recon`` (the faithful search on the trained generator, bn_stats=seeds),
-``recon-ema0.99`` and ``recon-ema0.999`` (the same on the generator's moving averages),
+``recon-ema0.99`` and ``recon-ema0.999`` (the same on the generator's moving averages;
+for each search the holdout ROC-AUC after every step, of the mean over the seeds and of the
+best seed, and the spread of the final loss over the seeds),
 ``rotation`` (adgan.selfsup on a copy of the critic's body), ``rotation-scratch`` (the same
 network trained from a random start instead of the critic), and the standardised sums
 ``recon+rotation`` and ``recon-ema*+rotation`` (standardised on the held-out normal images,
@@ -38,12 +40,14 @@ from sklearn.metrics import roc_auc_score
 
 from adgan.base import as_images, split_calibration
 from adgan.data import load_dataset
+from adgan.files import write_csv
 from adgan.search import SearchConfig, latent_search
 from adgan.selfsup import RotationConfig, rotation_loss, train_rotation_net
 from adgan.training import ema_generators, load_gan
 
 FIELDS = ["dataset", "normal_class", "variant", "auc", "loss_trained", "loss_normal",
-          "loss_anomalous", "loss_path_normal", "loss_path_anomalous", "seconds"]  # fmt: skip
+          "loss_anomalous", "loss_path_normal", "loss_path_anomalous", "auc_by_step",
+          "auc_by_step_best_seed", "seed_sd_normal", "seed_sd_anomalous", "seconds"]  # fmt: skip
 
 
 def groups(train, c: int, n_anom: int, n_trained: int, calibration: int, seed: int):
@@ -91,7 +95,8 @@ def main(argv=None) -> int:
         z0 = torch.randn(cfg.n_seeds, gen.config.latent_dim, generator=g)
         emas = None
         for v in wanted:
-            if v in have:
+            # (a search recorded before the per-seed paths were kept is run again)
+            if v in have and not (v.startswith("recon") and v + ":path_min" not in have):
                 continue
             t0 = time.perf_counter()
             if v.startswith("recon"):
@@ -101,9 +106,12 @@ def main(argv=None) -> int:
                     g_ = emas[float(v.split("ema")[1])]
                 x = torch.from_numpy(np.concatenate([xt, xn, xa]))
                 res = latent_search(g_, x, z0, cfg, record=True, keep_z=False)
-                path = res.loss_path.mean(axis=2)  # (steps + 1, n): mean over seeds
+                # loss_path: (steps + 1, n, seeds); kept per image and step: the mean over the
+                # seeds (the score), the best seed and the spread over the seeds
                 have[v] = res.loss
-                have[v + ":path"] = path
+                have[v + ":path"] = res.loss_path.mean(axis=2)
+                have[v + ":path_min"] = res.loss_path.min(axis=2)
+                have[v + ":path_sd"] = res.loss_path.std(axis=2)
             elif v.startswith("rotation"):
                 steps = args.rotation_steps
                 src = critic
@@ -147,17 +155,24 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path) -> None:
                 loss_anomalous=round(float(s[nt + nn :].mean()), 2),
                 loss_path_normal=" ".join(f"{v:.1f}" for v in p[:, nt : nt + nn].mean(1)),
                 loss_path_anomalous=" ".join(f"{v:.1f}" for v in p[:, nt + nn :].mean(1)),
+                auc_by_step=" ".join(f"{roc_auc_score(y, q[nt:]):.3f}" for q in p),
             )
+            if name + ":path_min" in have:
+                best, sd = have[name + ":path_min"], have[name + ":path_sd"]
+                row.update(
+                    auc_by_step_best_seed=" ".join(f"{roc_auc_score(y, q[nt:]):.3f}" for q in best),
+                    seed_sd_normal=round(float(sd[-1, nt : nt + nn].mean()), 2),
+                    seed_sd_anomalous=round(float(sd[-1, nt + nn :].mean()), 2),
+                )
         if name in base:
             row["seconds"] = round(float(have[name + ":seconds"]), 1)
         rows.append(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    new = not csv_path.exists()
-    with csv_path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    old = []
+    if csv_path.exists():  # earlier rows kept, under this version's columns
+        with csv_path.open(newline="") as fh:
+            old = [{k: v for k, v in r.items() if k in FIELDS} for r in csv.DictReader(fh)]
+    write_csv(csv_path, FIELDS, ([r.get(k, "") for k in FIELDS] for r in [*old, *rows]))
 
 
 if __name__ == "__main__":

@@ -276,6 +276,4 @@ def _class_records(c: int) -> list[dict]:
 
     train, test, dataset, methods, preset, verbose, kwargs = _WORKER["args"]
     progress.configure(prefix=f"class {c}: ")
-    return list(
-        evaluate_class(train, test, dataset, c, methods, preset, verbose=verbose, **kwargs)
-    )
+    return list(evaluate_class(train, test, dataset, c, methods, preset, verbose=verbose, **kwargs))
