@@ -22,7 +22,7 @@ best seed, and the spread of the final loss over the seeds),
 ``rotation`` (adgan.selfsup on a copy of the critic's body), ``rotation-scratch`` (the same
 network trained from a random start instead of the critic), and the standardised sums
 ``recon+rotation`` and ``recon-ema*+rotation`` (standardised on the held-out normal images,
-as adgan-plus does).
+as adgan-plus does; ``...:split`` standardised on half of them and judged on the other).
 """
 
 from __future__ import annotations
@@ -140,12 +140,24 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path) -> None:
     rows = []
     base = [k for k in have if ":" not in k]
     combos = {}
+    half = nn // 2
     for r in [k for k in base if k.startswith("recon")]:
         for q in [k for k in base if k == "rotation"]:
             a = std_on_normal(np.log(np.maximum(have[r], 1e-12)), nt, nn)
             combos[f"{r}+{q}"] = a + std_on_normal(have[q], nt, nn)
+            # the same, standardised on one half of the held-out normal images and judged
+            # on the other half (no image both weights the parts and is scored)
+            a = std_on_normal(np.log(np.maximum(have[r], 1e-12)), nt, half)
+            combos[f"{r}+{q}:split"] = a + std_on_normal(have[q], nt, half)
+    for k in base:  # each part alone on the judged images, for comparison
+        if k.startswith("recon") or k == "rotation":
+            combos[f"{k}:split"] = have[k]
+    judged = np.r_[np.zeros(half, bool), np.ones(len(y) - half, bool)]
     for name, s in [*((k, have[k]) for k in base), *combos.items()]:
-        auc = roc_auc_score(y, s[nt:])
+        if name.endswith(":split"):  # the second half of the normal images, every anomaly
+            auc = roc_auc_score(y[judged], s[nt:][judged])
+        else:
+            auc = roc_auc_score(y, s[nt:])
         row = {"dataset": dataset, "normal_class": c, "variant": name, "auc": round(auc, 4)}
         if name in base and name.startswith("recon"):
             p = have[name + ":path"]
