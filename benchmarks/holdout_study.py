@@ -142,13 +142,14 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path) -> None:
     combos = {}
     half = nn // 2
     for r in [k for k in base if k.startswith("recon")]:
+        log_r = np.log(np.maximum(have[r], 1e-12))
         for q in [k for k in base if k == "rotation"]:
-            a = std_on_normal(np.log(np.maximum(have[r], 1e-12)), nt, nn)
-            combos[f"{r}+{q}"] = a + std_on_normal(have[q], nt, nn)
+            combos[f"{r}+{q}"] = std_on_normal(log_r, nt, nn) + std_on_normal(have[q], nt, nn)
             # the same, standardised on one half of the held-out normal images and judged
             # on the other half (no image both weights the parts and is scored)
-            a = std_on_normal(np.log(np.maximum(have[r], 1e-12)), nt, half)
-            combos[f"{r}+{q}:split"] = a + std_on_normal(have[q], nt, half)
+            combos[f"{r}+{q}:split"] = std_on_normal(log_r, nt, half) + std_on_normal(
+                have[q], nt, half
+            )
     for k in base:  # each part alone on the judged images, for comparison
         if k.startswith("recon") or k == "rotation":
             combos[f"{k}:split"] = have[k]

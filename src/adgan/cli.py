@@ -389,6 +389,7 @@ def cmd_evaluate(args) -> int:
         classes = parse_classes(args.normal_class)
         train, test = load_for(dataset, args.data_root)
     records: list[dict] = []
+    order = {c: i for i, c in enumerate(classes)}  # --out lists the records in class order
     with out_lock(args.out):
         for rec in evaluate_classes(
             train,
@@ -413,8 +414,7 @@ def cmd_evaluate(args) -> int:
                     flush=True,
                 )
             if args.out:
-                order = {c: i for i, c in enumerate(classes)}
-                records.sort(key=lambda r: order[r["normal_class"]])  # class order, stably
+                records.sort(key=lambda r: order[r["normal_class"]])  # stable: methods keep theirs
                 _write_json(args.out, records)
     from adgan.evaluate import mean_auc
 
