@@ -173,8 +173,25 @@ adam_v(const int mode, const adam_t *a, const REAL *src, REAL *p, REAL *m, REAL 
     st(p, ld(src) - a->step_size * mi / (vsqrt(vi) * a->inv_bc2s + a->eps));
 }
 
-#define RB 4 /* rows of W per block */
-#define HB 4 /* positions per pass: RB x HB vector accumulators for d_in */
+/* vector registers: 32 with AVX-512, 16 otherwise (AVX2, SSE, NEON's 32 are not counted) */
+#ifndef NREG
+#if VB == 64
+#define NREG 32
+#else
+#define NREG 16
+#endif
+#endif
+/* RB rows of W per block (at most 4: the caller's work holds 4 rows), HB positions per pass:
+   RB x HB vector accumulators for d_in, HB for the positions' gradients, then the weights and
+   the weight gradient. With 16 registers 4 x 4 spills; 2 x 4 measured fastest on AVX2 (AMD
+   Zen 3, one core, benchmarks/native_layers.py: the 8x8 layer 49.6 -> 56.0 GFLOP/s, against
+   4 x 2 53.4 and 3 x 3 49.9). */
+#ifndef RB
+#define RB (NREG >= 32 ? 4 : 2)
+#endif
+#ifndef HB
+#define HB 4
+#endif
 
 /* rows r0..r0+nr of one pair; g (nr x N) holds the weight gradient's partial sums between
    the passes over the positions, in the cache. W, m, v (exact) or D, m16, v16 (mixed) are
@@ -327,6 +344,12 @@ int adgan_native_real_bytes(void) { return (int)sizeof(REAL); }
    row KB ahead of each is prefetched (the rows are N apart, too many streams for the
    hardware prefetchers: measured 44 -> 81 GFLOP/s on 4x4 maps, one core). */
 #define KB 32
+/* the forward's tiles (positions x vectors of n): FT 0 for 32 registers (16 accumulators),
+   FT 2 for 16 (at most 8: on AVX2 the 4x4 -> 8x8 layer 33.6 -> 41.0 GFLOP/s, one core;
+   tiles of 4 x 3 and 2 x 4 measured 29.3) */
+#ifndef FT
+#define FT (NREG >= 32 ? 0 : 2)
+#endif
 #define PF 8 /* vectors ahead */
 /* a row's weights at offset o: W itself, or with D (precision "mixed") W + sc * D, the
    shared weights plus the pair's change stored in bfloat16 */
@@ -369,8 +392,10 @@ FWD(16, 1)
 FWD(8, 2)
 FWD(8, 1)
 FWD(4, 4)
+FWD(4, 2)
 FWD(4, 1)
 FWD(2, 8)
+FWD(2, 4)
 FWD(2, 1)
 FWD(1, 1)
 
@@ -414,6 +439,21 @@ forward(const int mix, int P, int cin, int N, int HW, const REAL *h, const REAL 
         }
         for (int hw0 = 0; hw0 < HW;) {
             int left = HW - hw0;
+#if FT == 2 /* at most 8 accumulators */
+            if (left >= 8) {
+                fwd_8_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
+                hw0 += 8;
+            } else if (left >= 4) {
+                fwd_4_1(mix, cin, N, HW, hw0, fwd_4_2(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
+                hw0 += 4;
+            } else if (left >= 2) {
+                fwd_2_1(mix, cin, N, HW, hw0, fwd_2_4(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
+                hw0 += 2;
+            } else {
+                fwd_1_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
+                hw0 += 1;
+            }
+#else /* at most 16 */
             if (left >= 16) {
                 fwd_16_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
                 hw0 += 16;
@@ -430,6 +470,7 @@ forward(const int mix, int P, int cin, int N, int HW, const REAL *h, const REAL 
                 fwd_1_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
                 hw0 += 1;
             }
+#endif
         }
     }
 }
