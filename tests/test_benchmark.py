@@ -6,7 +6,7 @@ import pytest
 
 from adgan.benchmark.figures import line_styles
 from adgan.benchmark.runner import read_results, run_benchmark
-from adgan.benchmark.tables import markdown_table, paper_table
+from adgan.benchmark.tables import PAPER_COLUMN, markdown_table, not_run_note, paper_table
 from adgan.errors import ConfigError
 from adgan.presets import Preset
 
@@ -86,6 +86,15 @@ def test_runs_give_spread_and_paper_column():
     table = markdown_table(rows, "mnist", ["adgan"])
     assert "0.910 ± 0.014 (0.999)" in table  # class 0: mean, sd over runs, Table 1
     assert "| mean | 0.865 (0.996) |" in table  # means recomputed from the rows
+
+
+def test_table_names_the_papers_columns_not_run():
+    note = not_run_note("cifar10", {"adgan", "kde", "ocsvm", "iforest", "gmm", "dcae", "vae"})
+    assert note.startswith("Table 1 columns not run here: kde-alexnet (paper mean ")
+    assert "ocsvm-alexnet" in note and "anogan (paper mean 0.612)" in note
+    assert "--alexnet-weights" in note and "adgan (" not in note
+    assert not_run_note("cifar10", set(PAPER_COLUMN)) == ""
+    assert not_run_note("digits", set()) == ""  # the paper has no digits column
 
 
 def test_reference_table_recomputes_the_cifar_dcae_mean():

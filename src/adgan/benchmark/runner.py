@@ -23,7 +23,7 @@ import numpy as np
 
 from adgan import distributed
 from adgan.benchmark.figures import plot_gallery, plot_roc, plot_trajectories
-from adgan.benchmark.tables import markdown_table
+from adgan.benchmark.tables import markdown_table, not_run_note
 from adgan.errors import ConfigError
 from adgan.evaluate import evaluate_class, load_for
 from adgan.files import (
@@ -234,6 +234,7 @@ def write_reports(out: Path, dataset: str) -> None:
     present = [m for m in DETECTORS if m in seen] + sorted(seen - set(DETECTORS))
     table = markdown_table(rows, dataset, present)
     runs = sorted({r["run"] for r in rows})
+    note = not_run_note(dataset, seen)
     text = (
         f"# {dataset}: one-versus-all ROC-AUC\n\nEach cell: ours (the paper's Table 1 or "
         f"Section 4.3 value). Ours is the mean over {len(runs)} run(s)"
@@ -241,6 +242,7 @@ def write_reports(out: Path, dataset: str) -> None:
         + "; means are recomputed from the rows.\n\n"
         + table
         + "\n"
+        + (f"\n{note}\n" if note else "")
     )
     atomic_write(out / "table.md", lambda fh: fh.write(text.encode()))
     curves: dict[str, list] = {}

@@ -76,6 +76,26 @@ def markdown_table(rows: list[dict], dataset: str, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def not_run_note(dataset: str, present: set[str] | list[str]) -> str:
+    """A sentence naming the paper's Table 1 columns that have no row here, each with the
+    paper's ten-class mean, so that a table missing them says so ("" when none is missing or
+    the paper has no such column for ``dataset``)."""
+    classes = list(range(10))
+    missing = {m: paper_mean(dataset, m, classes) for m in PAPER_COLUMN if m not in present}
+    missing = {m: v for m, v in missing.items() if v is not None}
+    if not missing:
+        return ""
+    text = "Table 1 columns not run here: " + ", ".join(
+        f"{m} (paper mean {v:.3f})" for m, v in missing.items()
+    ) + "."
+    if any(m.endswith("-alexnet") for m in missing):
+        text += (
+            " The *-alexnet methods need ImageNet weights for AlexNet, read from a torchvision"
+            " state dict given with --alexnet-weights; none was given for these rows."
+        )
+    return text
+
+
 def _cell(values: list[float] | None, paper: float | None) -> str:
     if not values:
         ours = "–"
