@@ -175,7 +175,7 @@ def test_evaluate_reads_the_prior_score_from_adgans_search(tmp_path, monkeypatch
     )  # fmt: skip
     assert [r["method"] for r in recs] == ["adgan", "prior"]
     assert len(calls) == 2  # the calibration images and the test images, once each
-    _, task, prior_scores = keep["prior"]
+    _, task, prior_scores, _ = keep["prior"]
     alone = PriorLikelihood(**TINY).fit(task.x_train)
     np.testing.assert_array_equal(prior_scores, alone.anomaly_score(task.x_test))
     np.testing.assert_array_equal(keep["prior"][0].offset_, alone.offset_)

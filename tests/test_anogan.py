@@ -170,6 +170,6 @@ def test_evaluate_chooses_steps_on_training_images_only(tmp_path):
             train, test, "digits", 3, ["anogan"], preset, n_test=60, work_dir=tmp_path, keep=keep
         )
     )
-    det, task, _ = keep["anogan"]
+    det, task, *_ = keep["anogan"]
     assert set(det.anogan_step_scores_) == {0, 2} and det.anogan_steps_ in (0, 2)
     assert 0.0 <= recs[0]["auc"] <= 1.0

@@ -116,3 +116,15 @@ def test_benchmark_refuses_to_mix_settings(tmp_path):
             progress=False,
             trajectories=False,
         )
+
+
+def test_benchmark_keeps_the_parts_of_a_score(tmp_path):
+    import numpy as np
+
+    run_benchmark("digits", [0], ["adgan-plus"], TINY, tmp_path, progress=False,
+                  trajectories=False, extra_params={"rotation_steps": 3})  # fmt: skip
+    with np.load(tmp_path / "scores" / "digits-c0-adgan-plus-r0.npz") as z:
+        assert sorted(k for k in z.files if k.startswith("part_")) == [
+            "part_reconstruction", "part_rotation"
+        ]  # fmt: skip
+        np.testing.assert_allclose(z["part_reconstruction"] + z["part_rotation"], z["score"])

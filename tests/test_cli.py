@@ -215,7 +215,8 @@ def test_evaluate_jobs_gives_the_records_of_one_job(tmp_path, preset, capsys):
     def run(jobs, *extra):
         out = tmp_path / f"r{jobs}.json"
         argv = ["evaluate", "--dataset", "digits", "--normal-class", "3,0", "--preset", preset,
-                "--methods", "adgan,mean-image", "--out", str(out), "--jobs", str(jobs), *extra]  # fmt: skip
+                "--methods", "adgan,mean-image", "--out", str(out), "--jobs", str(jobs),
+                *extra]  # fmt: skip
         assert main(argv) == 0
         return json.loads(out.read_text()), capsys.readouterr().out
 

@@ -99,3 +99,14 @@ def test_registry_names_are_the_documented_ones():
         "prior",
         "mean-image",
     }
+
+
+@pytest.mark.parametrize("name", [n for n in DETECTORS if hasattr(DETECTORS[n][0], "score_parts")])
+def test_score_parts_sum_to_the_anomaly_score(name, fitted, images):
+    det = fitted[name]
+    parts = det.score_parts(images[:6])
+    assert parts and all(v.shape == (6,) for v in parts.values())
+    total = np.zeros(6)
+    for v in parts.values():
+        total += v
+    np.testing.assert_array_equal(total, det.anomaly_score(images[:6]))

@@ -96,7 +96,8 @@ def evaluate_class(
     anogan, discriminator, prior) train it once, in ``work_dir`` (a temporary folder if
     None), and a latent-search method (prior) whose parameters equal an earlier one's
     (adgan) takes its fit and scores from that one's searches (one search, two scores).
-    ``keep``, when given, receives the fitted detectors and the task by method name.
+    ``keep``, when given, receives (detector, task, test scores, parts) by method name: parts
+    the dict of the score's parts where the detector gives them (``score_parts``), else None.
     """
     n_test = n_test if n_test is not None else preset.protocol.get("n_test", 5000)
     task = one_vs_all(
@@ -132,14 +133,20 @@ def evaluate_class(
                 both = donor[1] if donor is not None else det.search_scores(task.x_test)
                 searched.append((det, both))
                 scores = -det.score_samples_from(both)
+                parts = None
+            elif hasattr(det, "score_parts"):  # the score's parts kept beside it
+                parts = det.score_parts(task.x_test)
+                scores = np.zeros(len(task.x_test))
+                for v in parts.values():
+                    scores += v
             else:
-                scores = det.anomaly_score(task.x_test)
+                scores, parts = det.anomaly_score(task.x_test), None
             t2 = time.perf_counter()
             auc = float(roc_auc_score(task.y_test, scores))
             # the caller prints the result (once); the log keeps it at debug level
             log.debug("%s class %s %s: AUC %.4f", dataset, normal_class, method, auc)
             if keep is not None:
-                keep[method] = (det, task, scores)
+                keep[method] = (det, task, scores, parts)
             yield {
                 "dataset": dataset,
                 "normal_class": int(normal_class),

@@ -151,9 +151,9 @@ def _run(
                     work_dir=out / "work",
                     keep=keep,
                 ):
-                    det, task, scores = keep.pop(rec["method"])
+                    det, task, scores, parts = keep.pop(rec["method"])
                     stem = f"{dataset}-c{c}-{rec['method']}-r{r}"
-                    _save_scores(out / "scores" / f"{stem}.npz", task, scores)
+                    _save_scores(out / "scores" / f"{stem}.npz", task, scores, parts)
                     if rec["method"] == "adgan" and r == 0:
                         plot_gallery(task.x_test, scores, path=out / f"gallery-{dataset}-c{c}.png")
                     _append(results, rec)
@@ -175,8 +175,11 @@ def _run(
     return distributed.on_first(finish)
 
 
-def _save_scores(path: Path, task, scores: np.ndarray) -> None:
+def _save_scores(path: Path, task, scores: np.ndarray, parts: dict | None = None) -> None:
+    """Labels, scores and test indices, and a score's parts (``part_NAME``) where the
+    detector gives them (adgan-plus)."""
     arrays = {"y": task.y_test, "score": scores, "index": task.test_index}
+    arrays.update({f"part_{k}": v for k, v in (parts or {}).items()})
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 

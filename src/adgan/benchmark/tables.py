@@ -85,9 +85,11 @@ def not_run_note(dataset: str, present: set[str] | list[str]) -> str:
     missing = {m: v for m, v in missing.items() if v is not None}
     if not missing:
         return ""
-    text = "Table 1 columns not run here: " + ", ".join(
-        f"{m} (paper mean {v:.3f})" for m, v in missing.items()
-    ) + "."
+    text = (
+        "Table 1 columns not run here: "
+        + ", ".join(f"{m} (paper mean {v:.3f})" for m, v in missing.items())
+        + "."
+    )
     if any(m.endswith("-alexnet") for m in missing):
         text += (
             " The *-alexnet methods need ImageNet weights for AlexNet, read from a torchvision"

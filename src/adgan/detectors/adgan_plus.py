@@ -21,6 +21,7 @@ import json
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from adgan.base import resolve_device
 from adgan.detectors.adgan import SEARCH_CONSTRAINTS
@@ -37,6 +38,7 @@ from adgan.params import COUNT, Bool, Constraint, Real
 from adgan.progress import progress_bar
 from adgan.search import SearchConfig, latent_search
 from adgan.selfsup import RotationConfig, RotationNet, rotation_loss, train_rotation_net
+from adgan.torch_utils import flush_denormals
 from adgan.training import EMA_DECAYS
 
 
@@ -199,13 +201,28 @@ class ADGANPlus(GANDetector):
             out["rotation"] = rotation_loss(self.rotation_net_, x)
         return out
 
+    def _standardised(self, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for k, v in parts.items():
+            mean, std = self.standardise_[k]
+            out[k] = (v - mean) / std
+        return out
+
     def _combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """score_samples: minus the sum of the standardised parts."""
         total = np.zeros(len(next(iter(parts.values()))))
-        for k, v in parts.items():
-            mean, std = self.standardise_[k]
-            total += (v - mean) / std
+        for v in self._standardised(parts).values():
+            total += v
         return -total
+
+    def score_parts(self, X) -> dict[str, np.ndarray]:
+        """The anomaly score's parts per image, each standardised on the calibration images
+        ("reconstruction", and "rotation" with ``rotation=True``); higher = more anomalous.
+        Their sum, in this order, is ``anomaly_score(X)``."""
+        check_is_fitted(self, "offset_")
+        X = self._validate(X, reset=False)
+        with flush_denormals():
+            return self._standardised(self._components(self._features(X)))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._combine(self._components(X))
