@@ -2,7 +2,7 @@
 its test scores from models of different normal classes, read from a benchmark folder.
 
 Every normal class of a benchmark draws the same test items (the draw is seeded by the
-run, not the class), so two classes' scores of one method can be set side by side item by
+benchmark's seed alone), so two classes' scores of one method can be set side by side item by
 item. A correlation near 1 says the score orders images alike whatever the class the model
 was trained on: it measures a property of the image, not its likeness to the normal class.
 
@@ -29,6 +29,8 @@ def load(bench: Path, dataset: str, c: int, method: str, run: int):
 
 def correlation(a: dict, b: dict) -> tuple[float, int]:
     common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return float("nan"), len(common)
     return float(spearmanr([a[i] for i in common], [b[i] for i in common]).correlation), len(common)
 
 

@@ -128,3 +128,18 @@ def test_benchmark_keeps_the_parts_of_a_score(tmp_path):
             "part_reconstruction", "part_rotation"
         ]  # fmt: skip
         np.testing.assert_allclose(z["part_reconstruction"] + z["part_rotation"], z["score"])
+        saved = z["score"]
+    # the score kept is the detector's own anomaly score
+    from adgan.data import load_digits
+    from adgan.evaluate import evaluate_class
+
+    keep: dict = {}
+    train, test = load_digits()
+    preset = Preset(
+        name="tiny", protocol=TINY.protocol, params={**TINY.params, "rotation_steps": 3}
+    )
+    list(evaluate_class(train, test, "digits", 0, ["adgan-plus"], preset, keep=keep,
+                        work_dir=tmp_path / "w"))  # fmt: skip
+    det, task, scores, parts = keep["adgan-plus"]
+    np.testing.assert_array_equal(scores, det.anomaly_score(task.x_test))
+    np.testing.assert_array_equal(scores, saved)  # the same seeds: the benchmark's figures

@@ -60,10 +60,14 @@ def test_kernel_equals_per_pair_products_and_torch_adam(dtype, cin, N, HW, first
 @needs_cc
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cin,N,HW", [(5, 48, 1), (33, 48, 7), (40, 16, 25), (6, 64, 64),
-                                      (3, 112, 3), (7, 32, 16), (2, 16, 49)])  # fmt: skip
+                                      (3, 112, 3), (7, 32, 16), (2, 16, 49), (9, -3, 12),
+                                      (4, -5, 7), (35, -1, 6)])  # fmt: skip
 def test_forward_product_equals_per_pair_products(dtype, cin, N, HW):
-    # position blocks of 16, 8, 4, 2 and 1, vector blocks with tails, row blocks of 32 + tail
+    # position blocks of 16 (or 8 with 16 registers), 8, 4, 2 and 1, vector blocks with tails
+    # (N < 0: -N vectors of this library, so odd counts of vectors too), row blocks of 32 + tail
     lib = native.load(dtype)
+    if N < 0:
+        N = -N * native.vector_width(lib)
     gen = torch.Generator().manual_seed(cin + N + HW)
     P = 3
     h = torch.randn(P, cin, HW, dtype=dtype, generator=gen)

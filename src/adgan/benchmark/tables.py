@@ -93,7 +93,7 @@ def not_run_note(dataset: str, present: set[str] | list[str]) -> str:
     if any(m.endswith("-alexnet") for m in missing):
         text += (
             " The *-alexnet methods need ImageNet weights for AlexNet, read from a torchvision"
-            " state dict given with --alexnet-weights; none was given for these rows."
+            " state dict: they join --methods all only with --alexnet-weights."
         )
     return text
 

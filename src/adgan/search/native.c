@@ -192,6 +192,9 @@ adam_v(const int mode, const adam_t *a, const REAL *src, REAL *p, REAL *m, REAL 
 #ifndef HB
 #define HB 4
 #endif
+#if RB > 4
+#error "RB > 4: the caller's work holds 4 rows"
+#endif
 
 /* rows r0..r0+nr of one pair; g (nr x N) holds the weight gradient's partial sums between
    the passes over the positions, in the cache. W, m, v (exact) or D, m16, v16 (mixed) are
@@ -340,7 +343,7 @@ int adgan_native_real_bytes(void) { return (int)sizeof(REAL); }
 
 /* The forward product of a layer: out[p, hw, n] = sum_r h[p, r, hw] W[p, r, n], h (P, cin,
    HW), W (P, cin, N), out (P, HW, N); N a multiple of V. A block of HB_ positions and NB_
-   vectors of n keeps HB_ x NB_ (16) vector accumulators while KB rows of W stream past; the
+   vectors of n keeps HB_ x NB_ (16, or 8 with FT 2) vector accumulators while KB rows of W stream past; the
    row KB ahead of each is prefetched (the rows are N apart, too many streams for the
    hardware prefetchers: measured 44 -> 81 GFLOP/s on 4x4 maps, one core). */
 #define KB 32
@@ -349,6 +352,9 @@ int adgan_native_real_bytes(void) { return (int)sizeof(REAL); }
    tiles of 4 x 3 and 2 x 4 measured 29.3) */
 #ifndef FT
 #define FT (NREG >= 32 ? 0 : 2)
+#endif
+#if FT != 0 && FT != 2
+#error "FT: 0 (16 accumulators) or 2 (8)"
 #endif
 #define PF 8 /* vectors ahead */
 /* a row's weights at offset o: W itself, or with D (precision "mixed") W + sc * D, the
