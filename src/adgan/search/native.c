@@ -445,38 +445,32 @@ forward(const int mix, int P, int cin, int N, int HW, const REAL *h, const REAL 
         }
         for (int hw0 = 0; hw0 < HW;) {
             int left = HW - hw0;
+/* a block of H positions: tiles of NB vectors, then the vectors left one at a time */
+#define ARGS mix, cin, N, HW, hw0
+#define TAIL hp, W, D, sc, op
+#define TILE(H, NB) (fwd_##H##_1(ARGS, fwd_##H##_##NB(ARGS, 0, TAIL), TAIL), hw0 += H)
 #if FT == 2 /* at most 8 accumulators */
-            if (left >= 8) {
-                fwd_8_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
-                hw0 += 8;
-            } else if (left >= 4) {
-                fwd_4_1(mix, cin, N, HW, hw0, fwd_4_2(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
-                hw0 += 4;
-            } else if (left >= 2) {
-                fwd_2_1(mix, cin, N, HW, hw0, fwd_2_4(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
-                hw0 += 2;
-            } else {
-                fwd_1_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
-                hw0 += 1;
-            }
+            if (left >= 8)
+                (fwd_8_1(ARGS, 0, TAIL), hw0 += 8);
+            else if (left >= 4)
+                TILE(4, 2);
+            else if (left >= 2)
+                TILE(2, 4);
 #else /* at most 16 */
-            if (left >= 16) {
-                fwd_16_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
-                hw0 += 16;
-            } else if (left >= 8) {
-                fwd_8_1(mix, cin, N, HW, hw0, fwd_8_2(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
-                hw0 += 8;
-            } else if (left >= 4) {
-                fwd_4_1(mix, cin, N, HW, hw0, fwd_4_4(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
-                hw0 += 4;
-            } else if (left >= 2) {
-                fwd_2_1(mix, cin, N, HW, hw0, fwd_2_8(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op), hp, W, D, sc, op);
-                hw0 += 2;
-            } else {
-                fwd_1_1(mix, cin, N, HW, hw0, 0, hp, W, D, sc, op);
-                hw0 += 1;
-            }
+            if (left >= 16)
+                (fwd_16_1(ARGS, 0, TAIL), hw0 += 16);
+            else if (left >= 8)
+                TILE(8, 2);
+            else if (left >= 4)
+                TILE(4, 4);
+            else if (left >= 2)
+                TILE(2, 8);
 #endif
+            else
+                (fwd_1_1(ARGS, 0, TAIL), hw0 += 1);
+#undef TILE
+#undef TAIL
+#undef ARGS
         }
     }
 }
