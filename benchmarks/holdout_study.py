@@ -19,10 +19,13 @@ Variants: ``recon`` (the faithful search on the trained generator, bn_stats=seed
 ``recon-ema0.99`` and ``recon-ema0.999`` (the same on the generator's moving averages;
 for each search the holdout ROC-AUC after every step, of the mean over the seeds and of the
 best seed, and the spread of the final loss over the seeds),
-``rotation`` (adgan.selfsup on a copy of the critic's body), ``rotation-scratch`` (the same
-network trained from a random start instead of the critic), and the standardised sums
+``rotation`` (adgan.selfsup on a copy of the critic's body), ``rotation-sN`` (the same with N
+training steps), ``rotation-scratch`` (the same network trained from a random start instead of
+the critic), and the standardised sums
 ``recon+rotation`` and ``recon-ema*+rotation`` (standardised on the held-out normal images,
-as adgan-plus does; ``...:split`` standardised on half of them and judged on the other).
+as adgan-plus does; ``...:split`` standardised on half of them and judged on the other);
+with ``--weights``, the same sums with the reconstruction part weighted (``W*recon+rotation``,
+adgan-plus's ``reconstruction_weight``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -77,7 +81,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default="recon,rotation,recon-ema0.999,rotation-scratch")
     ap.add_argument("--rotation-steps", type=int, default=1000)
+    ap.add_argument(
+        "--weights",
+        default="1",
+        help="comma-separated weights of the reconstruction part in the sums",
+    )
     args = ap.parse_args(argv)
+    weights = [float(w) for w in args.weights.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, _ = load_dataset(args.dataset, args.data_root)  # the test split is never read
@@ -113,7 +123,9 @@ def main(argv=None) -> int:
                 have[v + ":path_min"] = res.loss_path.min(axis=2)
                 have[v + ":path_sd"] = res.loss_path.std(axis=2)
             elif v.startswith("rotation"):
-                steps = args.rotation_steps
+                # rotation-sN: N training steps instead of --rotation-steps
+                m = re.fullmatch(r"rotation-s(\d+)", v)
+                steps = int(m.group(1)) if m else args.rotation_steps
                 src = critic
                 if v == "rotation-scratch":
                     from adgan.nets.dcgan import Critic
@@ -127,7 +139,7 @@ def main(argv=None) -> int:
                 raise SystemExit(f"unknown variant {v}")
             have[v + ":seconds"] = np.array(time.perf_counter() - t0)
             np.savez(npz, **have)
-        report(args.dataset, c, have, len(xt), len(xn), y, out / "holdout.csv")
+        report(args.dataset, c, have, len(xt), len(xn), y, out / "holdout.csv", weights)
     return 0
 
 
@@ -136,7 +148,7 @@ def std_on_normal(s: np.ndarray, nt: int, nn: int) -> np.ndarray:
     return (s - ref.mean()) / max(ref.std(), 1e-12)
 
 
-def report(dataset, c, have, nt, nn, y, csv_path: Path) -> None:
+def report(dataset, c, have, nt, nn, y, csv_path: Path, weights=(1.0,)) -> None:
     rows = []
     base = [k for k in have if ":" not in k]
     combos = {}
@@ -144,12 +156,14 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path) -> None:
     for r in [k for k in base if k.startswith("recon")]:
         log_r = np.log(np.maximum(have[r], 1e-12))
         for q in [k for k in base if k == "rotation"]:
-            combos[f"{r}+{q}"] = std_on_normal(log_r, nt, nn) + std_on_normal(have[q], nt, nn)
-            # the same, standardised on one half of the held-out normal images and judged
-            # on the other half (no image both weights the parts and is scored)
-            combos[f"{r}+{q}:split"] = std_on_normal(log_r, nt, half) + std_on_normal(
-                have[q], nt, half
-            )
+            for w in weights:  # adgan-plus's reconstruction_weight (1: the plain sum)
+                name = f"{r}+{q}" if w == 1 else f"{w:g}*{r}+{q}"
+                combos[name] = w * std_on_normal(log_r, nt, nn) + std_on_normal(have[q], nt, nn)
+                # the same, standardised on one half of the held-out normal images and
+                # judged on the other half (no image both weights the parts and is scored)
+                combos[name + ":split"] = w * std_on_normal(log_r, nt, half) + std_on_normal(
+                    have[q], nt, half
+                )
     for k in base:  # each part alone on the judged images, for comparison
         if k.startswith("recon") or k == "rotation":
             combos[f"{k}:split"] = have[k]

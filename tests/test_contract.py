@@ -76,8 +76,11 @@ def test_score_depends_on_the_sample_alone(name, fitted, images):
     det = fitted[name]
     together = det.score_samples(images[:6])
     alone = np.array([det.score_samples(images[i : i + 1])[0] for i in range(6)])
-    # float32 convolutions may round differently by batch size: float tolerance, no more
-    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-6)
+    # float32 convolutions may round differently by batch size, and a density on 4096
+    # features (gmm-alexnet) magnifies that rounding, most on one thread: a float tolerance on
+    # the scores' own scale, no more (a score that read the batch moves by a part of it)
+    spread = float(np.ptp(together))
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=max(1e-4 * spread, 1e-6))
 
 
 def test_registry_names_are_the_documented_ones():

@@ -10,7 +10,9 @@ trained GAN (one training run serves both) and changes only how an image is scor
   (``adgan.selfsup``); an image whose rotations it cannot tell is unlike the normal class;
 * the two are put on one scale with the held-out normal (calibration) images alone: each is
   standardised by its mean and standard deviation over them (the reconstruction loss after a
-  logarithm, since it is a positive, skewed quantity), and the anomaly score is their sum.
+  logarithm, since it is a positive, skewed quantity), and the anomaly score is their sum,
+  the reconstruction part weighted by ``reconstruction_weight`` (1 unless a preset chose
+  otherwise on a training-split holdout; 0 drops the search altogether).
 
 docs/results.md gives the holdout measurements that chose each part.
 """
@@ -55,6 +57,7 @@ class _Decay(Constraint):
 PLUS_CONSTRAINTS = {
     "ema": _Decay(),
     "rotation": Bool(),
+    "reconstruction_weight": Real(ge=0),
     "rotation_steps": COUNT,
     "rotation_batch": COUNT,
     "rotation_lr": Real(gt=0),
@@ -76,6 +79,10 @@ class ADGANPlus(GANDetector):
         ``adgan.training.EMA_DECAYS``), or 0 for the trained generator itself.
     rotation : bool
         Add the rotation score; False leaves the reconstruction score alone.
+    reconstruction_weight : float
+        Weight of the standardised reconstruction part in the sum (the rotation part's is 1).
+        0 leaves the rotation score alone and skips the latent search, so scoring reads no
+        generator; it needs ``rotation=True``.
     rotation_steps, rotation_batch, rotation_lr : training of the rotation network (Adam):
         steps, images per step (each in its four rotations), learning rate.
 
@@ -123,6 +130,7 @@ class ADGANPlus(GANDetector):
         precision: str = "exact",
         ema: float = 0.999,
         rotation: bool = True,
+        reconstruction_weight: float = 1.0,
         rotation_steps: int = 1000,
         rotation_batch: int = 64,
         rotation_lr: float = 1e-3,
@@ -159,6 +167,11 @@ class ADGANPlus(GANDetector):
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
+        if not self.rotation and not self.reconstruction_weight:
+            raise ConfigError(
+                "reconstruction_weight: 0 with rotation=False leaves no score; give a weight "
+                "above 0 or rotation=True"
+            )
         super()._fit(X)
         if self.ema and float(self.ema) not in self.gan_.generator_ema:
             raise ConfigError(f"ema: the GAN keeps no moving average of decay {self.ema}")
@@ -185,9 +198,18 @@ class ADGANPlus(GANDetector):
     # -- scoring --------------------------------------------------------------------------
     def _components(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """The parts of the score per image before standardising; higher = more anomalous:
-        the log of the mean final reconstruction loss, and the rotation loss."""
+        the log of the mean final reconstruction loss (unless its weight is 0), and the
+        rotation loss."""
         x = torch.from_numpy(X)
-        with progress_bar(self.verbose, len(X), "ADGAN+ search", "img") as bar:
+        out = {}
+        if self.reconstruction_weight:
+            out["reconstruction"] = self._reconstruction(x)
+        if self.rotation:
+            out["rotation"] = rotation_loss(self.rotation_net_, x)
+        return out
+
+    def _reconstruction(self, x: torch.Tensor) -> np.ndarray:
+        with progress_bar(self.verbose, len(x), "ADGAN+ search", "img") as bar:
             res = latent_search(
                 self.search_generator_,
                 x,
@@ -196,20 +218,19 @@ class ADGANPlus(GANDetector):
                 progress=bar.update,
                 keep_z=False,
             )
-        out = {"reconstruction": np.log(np.maximum(res.loss, 1e-12))}
-        if self.rotation:
-            out["rotation"] = rotation_loss(self.rotation_net_, x)
-        return out
+        return np.log(np.maximum(res.loss, 1e-12))
 
     def _standardised(self, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each part standardised on the calibration images and weighted."""
         out = {}
         for k, v in parts.items():
             mean, std = self.standardise_[k]
-            out[k] = (v - mean) / std
+            weight = float(self.reconstruction_weight) if k == "reconstruction" else 1.0
+            out[k] = weight * ((v - mean) / std)
         return out
 
     def _combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
-        """score_samples: minus the sum of the standardised parts."""
+        """score_samples: minus the sum of the standardised, weighted parts."""
         total = np.zeros(len(next(iter(parts.values()))))
         for v in self._standardised(parts).values():
             total += v
@@ -217,8 +238,9 @@ class ADGANPlus(GANDetector):
 
     def score_parts(self, X) -> dict[str, np.ndarray]:
         """The anomaly score's parts per image, each standardised on the calibration images
-        ("reconstruction", and "rotation" with ``rotation=True``); higher = more anomalous.
-        Their sum, in this order, is ``anomaly_score(X)``."""
+        and weighted ("reconstruction" unless its weight is 0, and "rotation" with
+        ``rotation=True``); higher = more anomalous. Their sum, in this order, is
+        ``anomaly_score(X)``."""
         check_is_fitted(self, "offset_")
         X = self._validate(X, reset=False)
         with flush_denormals():
