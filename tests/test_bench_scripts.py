@@ -1,5 +1,6 @@
 """The scripts that read a benchmark folder (benchmarks/score_correlation.py,
-benchmarks/bench_summary.py), on tiny files in the benchmark's formats."""
+benchmarks/bench_summary.py, benchmarks/holdout_study.py), on tiny files in the benchmark's
+formats."""
 
 import subprocess
 import sys
@@ -52,3 +53,36 @@ def test_summary_sets_each_method_beside_the_papers_mean_on_its_classes(tmp_path
     # Table 1, CIFAR-10: adgan 0.661 and 0.435 on classes 0 and 1, kde 0.705 on class 0
     assert "| adgan | 0,1 | 0.600 | 0.548 | 200 | 2.0 | x86_64, 1 threads |" in out
     assert "| kde | 0 | 0.600 | 0.705 | 10 |" in out
+
+
+def test_holdout_study_weighs_the_reconstruction_part(tmp_path):
+    """benchmarks/holdout_study.py on a tiny digits GAN trained by the benchmark: the weighted
+    sums are written, weight 0 is the rotation score's own ranking, and a rerun reads the
+    kept scores instead of searching again."""
+    import csv
+
+    from adgan.benchmark.runner import run_benchmark
+    from adgan.presets import Preset
+
+    tiny = Preset(name="tiny", protocol={"n_test": 20}, params=dict(
+        objective="wgan-gp", iterations=3, width=4, latent_dim=6, n_seeds=2, steps=2,
+        batch_size=16, calibration=10))  # fmt: skip
+    run_benchmark("digits", [0], ["adgan"], tiny, tmp_path / "bench", progress=False,
+                  trajectories=False)  # fmt: skip
+    cmd = [sys.executable, str(BENCHMARKS / "holdout_study.py"), "--dataset", "digits",
+           "--classes", "0", "--bench", str(tmp_path / "bench"), "--out", str(tmp_path / "h"),
+           "--anomalies", "30", "--trained", "5", "--calibration", "10",
+           "--variants", "recon,rotation", "--rotation-steps", "3", "--weights", "0,1,2"]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    with (tmp_path / "h" / "holdout.csv").open(newline="") as fh:
+        auc = {r["variant"]: float(r["auc"]) for r in csv.DictReader(fh)}
+    for name in ("0*recon+rotation", "recon+rotation", "2*recon+rotation",
+                 "0*recon+rotation:split", "2*recon+rotation:split"):  # fmt: skip
+        assert 0 <= auc[name] <= 1, name
+    assert auc["0*recon+rotation"] == auc["rotation"]
+    with np.load(tmp_path / "h" / "scores-digits-c0.npz") as z:
+        kept = {k: z[k].copy() for k in z.files}
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    with np.load(tmp_path / "h" / "scores-digits-c0.npz") as z:
+        # the seconds each variant took are kept too: a variant run again would change them
+        assert all(np.array_equal(z[k], kept[k]) for k in kept)
