@@ -156,14 +156,14 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path, weights=(1.0,)) -> None:
     for r in [k for k in base if k.startswith("recon")]:
         log_r = np.log(np.maximum(have[r], 1e-12))
         for q in [k for k in base if k == "rotation"]:
+            # standardised on the held-out normal images, and on one half of them only (judged
+            # on the other half: no image both weights the parts and is scored)
+            full = std_on_normal(log_r, nt, nn), std_on_normal(have[q], nt, nn)
+            split = std_on_normal(log_r, nt, half), std_on_normal(have[q], nt, half)
             for w in weights:  # adgan-plus's reconstruction_weight (1: the plain sum)
                 name = f"{r}+{q}" if w == 1 else f"{w:g}*{r}+{q}"
-                combos[name] = w * std_on_normal(log_r, nt, nn) + std_on_normal(have[q], nt, nn)
-                # the same, standardised on one half of the held-out normal images and
-                # judged on the other half (no image both weights the parts and is scored)
-                combos[name + ":split"] = w * std_on_normal(log_r, nt, half) + std_on_normal(
-                    have[q], nt, half
-                )
+                combos[name] = w * full[0] + full[1]
+                combos[name + ":split"] = w * split[0] + split[1]
     for k in base:  # each part alone on the judged images, for comparison
         if k.startswith("recon") or k == "rotation":
             combos[f"{k}:split"] = have[k]

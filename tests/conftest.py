@@ -39,6 +39,16 @@ def _native_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def images() -> np.ndarray:
+    """30 grayscale 8x8 uint8 images (N, 1, 8, 8): dim noise with one bright vertical bar, a
+    normal class small enough for the detectors' tiny settings."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, size=(30, 1, 8, 8)).astype(np.uint8)
+    x[:, :, 1:7, 3:5] = 220
+    return x
+
+
+@pytest.fixture(scope="session")
 def mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Random 28x28 images and labels 0..9 for a 20-image train and 10-image test split."""
     rng = np.random.default_rng(0)

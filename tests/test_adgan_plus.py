@@ -23,14 +23,6 @@ TINY = dict(
 
 
 @pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 60, size=(30, 1, 8, 8)).astype(np.uint8)
-    x[:, :, 2:6, 1:7] = 200
-    return x
-
-
-@pytest.fixture(scope="module")
 def work(tmp_path_factory):
     return str(tmp_path_factory.mktemp("gan"))  # one GAN for every detector below
 

@@ -71,8 +71,8 @@ def test_holdout_study_weighs_the_reconstruction_part(tmp_path):
                   trajectories=False)  # fmt: skip
     cmd = [sys.executable, str(BENCHMARKS / "holdout_study.py"), "--dataset", "digits",
            "--classes", "0", "--bench", str(tmp_path / "bench"), "--out", str(tmp_path / "h"),
-           "--anomalies", "30", "--trained", "5", "--calibration", "10",
-           "--variants", "recon,rotation", "--rotation-steps", "3", "--weights", "0,1,2"]  # fmt: skip
+           "--anomalies", "30", "--trained", "5", "--calibration", "10", "--variants",
+           "recon,rotation", "--rotation-steps", "3", "--weights", "0,1,2"]  # fmt: skip
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     with (tmp_path / "h" / "holdout.csv").open(newline="") as fh:
         auc = {r["variant"]: float(r["auc"]) for r in csv.DictReader(fh)}

@@ -28,14 +28,6 @@ def build(name):
 
 
 @pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 50, size=(30, 1, 8, 8)).astype(np.uint8)
-    x[:, :, 1:7, 3:5] = 220
-    return x
-
-
-@pytest.fixture(scope="module")
 def fitted(images):
     return {name: build(name).fit(images) for name in DETECTORS}
 
