@@ -143,3 +143,30 @@ def test_benchmark_keeps_the_parts_of_a_score(tmp_path):
     det, task, scores, parts = keep["adgan-plus"]
     np.testing.assert_array_equal(scores, det.anomaly_score(task.x_test))
     np.testing.assert_array_equal(scores, saved)  # the same seeds: the benchmark's figures
+
+
+def test_replace_sets_a_methods_rows_aside_and_runs_it_again(tmp_path):
+    import json
+
+    def bench(pca_dims, replace=()):
+        params = {**TINY.params, "pca_dims": pca_dims}
+        preset = Preset(name="tiny", protocol=TINY.protocol, params=params)
+        return run_benchmark("digits", [0, 1], ["kde", "mean-image"], preset, tmp_path,
+                             progress=False, trajectories=False, replace=replace)  # fmt: skip
+
+    first = {(r["normal_class"], r["method"]): r["auc"] for r in bench([20])}
+    with pytest.raises(ConfigError, match="kde results made with other parameters"):
+        bench([5])
+    rows = bench([5], replace=["kde"])
+    assert len(rows) == 4
+    again = {(r["normal_class"], r["method"]): r["auc"] for r in rows}
+    assert again[(0, "mean-image")] == first[(0, "mean-image")]  # kept, not rerun
+    assert again[(0, "kde")] != first[(0, "kde")]  # rerun with 5 PCA dimensions
+    aside = read_results(tmp_path / "replaced.csv")
+    assert {(r["normal_class"], r["method"], r["auc"]) for r in aside} == {
+        (c, "kde", first[(c, "kde")]) for c in (0, 1)
+    }
+    shelved = sorted(p.name for p in (tmp_path / "replaced").glob("*/*.npz"))
+    assert shelved == ["digits-c0-kde-r0.npz", "digits-c1-kde-r0.npz"]
+    record = json.loads((tmp_path / "settings.json").read_text())
+    assert record["methods"]["kde"]["pca_dims"] == [5]

@@ -349,6 +349,10 @@ def test_a_misspelt_method_table_is_refused(tmp_path):
         (["rank", "--chunk", "0"], "--chunk"),
         (["benchmark", "--dataset", "digits", "--classes", "0-12"], "--classes: class 10"),
         (["benchmark", "--dataset", "digits", "--runs", "0"], "--runs"),
+        (
+            ["benchmark", "--dataset", "digits", "--methods", "mean-image", "--replace", "kde"],
+            "--replace: kde not among --methods",
+        ),
         (["evaluate", "--dataset", "digits", "--normal-class", "11"], "--normal-class: class 11"),
     ],
 )

@@ -247,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--alexnet-weights", default=None, help="torchvision AlexNet state dict (.pth)")
     p.add_argument("--no-trajectories", action="store_true", help="skip Figure 2")
+    p.add_argument(
+        "--replace",
+        default=None,
+        help="methods (of --methods) to run again under today's settings: their earlier rows, "
+        "every class and run, move to OUT/replaced.csv and their scores to OUT/replaced/",
+    )
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
     _common(p)
 
@@ -441,6 +447,12 @@ def cmd_benchmark(args) -> int:
     methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
     extra = {"alexnet_weights": args.alexnet_weights} if args.alexnet_weights else None
     classes = parse_classes(args.classes, option="classes")
+    replace = [m.strip() for m in (args.replace or "").split(",") if m.strip()]
+    stray = [m for m in replace if m not in methods]
+    if stray:
+        raise ConfigError(
+            f"--replace: {', '.join(stray)} not among --methods ({', '.join(methods)})"
+        )
     rows = run_benchmark(
         dataset,
         classes,
@@ -454,6 +466,7 @@ def cmd_benchmark(args) -> int:
         trajectories=not args.no_trajectories,
         extra_params=extra,
         progress=not args.quiet,
+        replace=replace,
     )
     out = Path(args.out)
     text = (out / "table.md").read_text() if distributed.is_first() else ""

@@ -4,6 +4,11 @@ Rows are appended to ``results.csv`` as they finish, with each row's test labels
 in ``scores/``; a rerun skips the rows already there, so an interruption loses at most the
 row in progress (and GAN training itself resumes from its checkpoint in ``work/``).
 
+``replace`` names methods to run again under today's settings (after a preset changed their
+parameters): their rows, of every class and run, move to ``OUT/replaced.csv``, their scores
+to ``OUT/replaced/<time>/`` and their entry of ``settings.json`` is dropped, before the run
+starts; nothing is deleted.
+
 A run holds ``OUT/.lock``: a second process on the same folder stops at once. Under torchrun
 the (normal class, run) groups of rows still to do are shared out over the processes, each
 group's methods on one process (they may share a trained GAN); each appends its rows under
@@ -91,6 +96,7 @@ def run_benchmark(
     trajectories: bool = True,
     extra_params: dict | None = None,
     progress: bool = True,
+    replace: list[str] | tuple = (),
 ) -> list[dict]:
     out = Path(out)
     if extra_params:
@@ -99,17 +105,20 @@ def run_benchmark(
     with lock if lock is not None else contextlib.nullcontext():
         return _run(
             dataset, classes, methods, preset, out, runs, data_root, seed, device,
-            trajectories, progress,
+            trajectories, progress, tuple(replace),
         )  # fmt: skip
 
 
 def _run(
-    dataset, classes, methods, preset, out, runs, data_root, seed, device, trajectories, progress
-) -> list[dict]:
+    dataset, classes, methods, preset, out, runs, data_root, seed, device, trajectories, progress,
+    replace=(),
+) -> list[dict]:  # fmt: skip
     results = out / "results.csv"
 
     def prepare() -> list[tuple]:
         (out / "scores").mkdir(parents=True, exist_ok=True)
+        if replace:
+            _set_aside(out, replace)
         _check_settings(
             out,
             {"dataset": dataset, "preset": preset.name, "seed": seed, "protocol": preset.protocol},
@@ -173,6 +182,33 @@ def _run(
         return read_results(results)
 
     return distributed.on_first(finish)
+
+
+def _set_aside(out: Path, methods) -> None:
+    """Move the rows of ``methods`` from results.csv to replaced.csv (appended), their score
+    files to replaced/<UTC time>/, and drop their entry from settings.json."""
+    import time
+
+    results = out / "results.csv"
+    rows = read_results(results)
+    gone = [r for r in rows if r["method"] in methods]
+    if gone:
+        old = read_results(out / "replaced.csv") if (out / "replaced.csv").exists() else []
+        _write_results(out / "replaced.csv", [*old, *gone])
+        _write_results(results, [r for r in rows if r["method"] not in methods])
+        shelf = out / "replaced" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for r in gone:
+            stem = f"{r['dataset']}-c{r['normal_class']}-{r['method']}-r{r['run']}.npz"
+            if (out / "scores" / stem).exists():
+                shelf.mkdir(parents=True, exist_ok=True)
+                os.replace(out / "scores" / stem, shelf / stem)
+        log.info("set aside %d rows of %s in %s", len(gone), ", ".join(methods), out)
+    path = out / "settings.json"
+    if path.exists():
+        record = read_json_object(path, "benchmark settings record")
+        kept = {m: p for m, p in record.get("methods", {}).items() if m not in methods}
+        if kept != record.get("methods", {}):
+            write_json(path, {**record, "methods": kept})
 
 
 def _save_scores(path: Path, task, scores: np.ndarray, parts: dict | None = None) -> None:
