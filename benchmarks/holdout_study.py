@@ -19,10 +19,11 @@ Variants: ``recon`` (the faithful search on the trained generator, bn_stats=seed
 ``recon-ema0.99`` and ``recon-ema0.999`` (the same on the generator's moving averages;
 for each search the holdout ROC-AUC after every step, of the mean over the seeds and of the
 best seed, and the spread of the final loss over the seeds),
-``rotation`` (adgan.selfsup on a copy of the critic's body), ``rotation-sN`` (the same with N
-training steps), ``rotation-scratch`` (the same network trained from a random start instead of
-the critic), and the standardised sums
-``recon+rotation`` and ``recon-ema*+rotation`` (standardised on the held-out normal images,
+``rotation`` (adgan.selfsup on a copy of the critic's body), ``rotation+shift`` (the same net
+also telling shifts, adgan-plus's ``translation``), ``rotation-sN`` and ``rotation+shift-sN``
+(the same with N training steps), ``rotation-scratch`` (the same network trained from a
+random start instead of the critic), and the standardised sums ``recon+rotation`` and
+``recon-ema*+rotation`` (and with ``rotation+shift``; standardised on the held-out normal images,
 as adgan-plus does; ``...:split`` standardised on half of them and judged on the other);
 with ``--weights``, the same sums with the reconstruction part weighted (``W*recon+rotation``,
 adgan-plus's ``reconstruction_weight``).
@@ -90,6 +91,8 @@ def main(argv=None) -> int:
     weights = [float(w) for w in args.weights.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.dataset != "digits" and not args.data_root:
+        ap.error("--data-root: give the folder holding the dataset (or set ADGAN_DATA)")
     train, _ = load_dataset(args.dataset, args.data_root)  # the test split is never read
     wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
     cfg = SearchConfig(bn_stats="seeds")
@@ -123,17 +126,19 @@ def main(argv=None) -> int:
                 have[v + ":path_min"] = res.loss_path.min(axis=2)
                 have[v + ":path_sd"] = res.loss_path.std(axis=2)
             elif v.startswith("rotation"):
-                # rotation-sN: N training steps instead of --rotation-steps
-                m = re.fullmatch(r"rotation-s(\d+)", v)
-                steps = int(m.group(1)) if m else args.rotation_steps
+                # rotation[+shift]-sN: N training steps instead of --rotation-steps
+                m = re.fullmatch(r"rotation(\+shift)?(?:-s(\d+))?|rotation-scratch", v)
+                if m is None:
+                    raise SystemExit(f"unknown variant {v}")
+                steps = int(m.group(2)) if m.group(2) else args.rotation_steps
+                rcfg = RotationConfig(steps=steps, translation=bool(m.group(1)))
                 src = critic
                 if v == "rotation-scratch":
                     from adgan.nets.dcgan import Critic
 
                     torch.manual_seed(args.seed)
                     src = Critic(critic.config)
-                net = train_rotation_net(src, torch.from_numpy(xfit), RotationConfig(steps=steps),
-                                         seed=args.seed)  # fmt: skip
+                net = train_rotation_net(src, torch.from_numpy(xfit), rcfg, seed=args.seed)
                 have[v] = rotation_loss(net, torch.from_numpy(np.concatenate([xt, xn, xa])))
             else:
                 raise SystemExit(f"unknown variant {v}")
@@ -155,7 +160,7 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path, weights=(1.0,)) -> None:
     half = nn // 2
     for r in [k for k in base if k.startswith("recon")]:
         log_r = np.log(np.maximum(have[r], 1e-12))
-        for q in [k for k in base if k == "rotation"]:
+        for q in [k for k in base if k in ("rotation", "rotation+shift")]:
             # standardised on the held-out normal images, and on one half of them only (judged
             # on the other half: no image both weights the parts and is scored)
             full = std_on_normal(log_r, nt, nn), std_on_normal(have[q], nt, nn)
@@ -165,7 +170,7 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path, weights=(1.0,)) -> None:
                 combos[name] = w * full[0] + full[1]
                 combos[name + ":split"] = w * split[0] + split[1]
     for k in base:  # each part alone on the judged images, for comparison
-        if k.startswith("recon") or k == "rotation":
+        if k.startswith("recon") or k in ("rotation", "rotation+shift"):
             combos[f"{k}:split"] = have[k]
     judged = np.r_[np.zeros(half, bool), np.ones(len(y) - half, bool)]
     for name, s in [*((k, have[k]) for k in base), *combos.items()]:

@@ -1,9 +1,11 @@
-"""adgan-plus's weighting of its parts (the reconstruction weight a preset may choose)."""
+"""adgan-plus's weighting of its parts (the reconstruction weight a preset may choose) and its
+rotation network's shifts (``translation``)."""
 
 import numpy as np
 import pytest
+import torch
 
-from adgan import load_detector
+from adgan import load_detector, selfsup
 from adgan.detectors import adgan_plus
 from adgan.detectors.adgan_plus import ADGANPlus
 from adgan.errors import ConfigError
@@ -67,3 +69,48 @@ def test_no_part_left_is_refused(images, work):
         fit(images, work, rotation=False, reconstruction_weight=0)
     with pytest.raises(ConfigError, match="reconstruction_weight"):
         ADGANPlus(**TINY, reconstruction_weight=-1).fit(images)
+
+
+def test_shift_matches_a_plain_loop_with_reflected_borders():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(9, 2, 8, 12)).astype(np.float32))
+    ix = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    iy = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    got = selfsup.shift(x, ix, iy).numpy()
+    for i in range(len(x)):
+        dx, dy = (0, 3, -3)[int(ix[i])], (0, 2, -2)[int(iy[i])]  # a quarter of 12 and of 8
+        padded = np.pad(x[i].numpy(), ((0, 0), (2, 2), (3, 3)), mode="reflect")
+        want = np.empty((2, 8, 12), np.float32)
+        for r in range(8):
+            for c in range(12):
+                want[:, r, c] = padded[:, r - dy + 2, c - dx + 3]  # moved right dx, down dy
+        np.testing.assert_array_equal(got[i], want)
+
+
+def test_translation_score_sums_every_head_over_the_36_transformations(images, work):
+    det = fit(images, work, translation=True, reconstruction_weight=0)
+    net = det.rotation_net_
+    assert net.head.out_features == 10
+    x = torch.from_numpy(images[:4].astype(np.float32) / 127.5 - 1)
+    want = np.zeros(len(x))
+    with torch.no_grad():
+        for a in range(3):
+            for b in range(3):
+                for k in range(4):
+                    for i in range(len(x)):
+                        moved = selfsup.shift(x[i : i + 1], torch.tensor([a]), torch.tensor([b]))
+                        logits = net(torch.rot90(moved, k, (2, 3)))[0]
+                        for part, target in ((logits[:4], k), (logits[4:7], a), (logits[7:], b)):
+                            want[i] -= float(torch.log_softmax(part, 0)[target])
+    np.testing.assert_allclose(selfsup.rotation_loss(net, x), want, rtol=1e-5)
+
+
+def test_translation_round_trips_and_needs_the_rotation_net(images, work, tmp_path):
+    x = images[:5]
+    det = fit(images, work, translation=True)
+    back = load_detector(det.save(tmp_path / "shift.pt"))
+    assert back.get_params()["translation"] is True
+    np.testing.assert_array_equal(back.anomaly_score(x), det.anomaly_score(x))
+    assert not np.allclose(det.anomaly_score(x), fit(images, work).anomaly_score(x))
+    with pytest.raises(ConfigError, match="translation"):
+        fit(images, work, translation=True, rotation=False)

@@ -57,6 +57,7 @@ class _Decay(Constraint):
 PLUS_CONSTRAINTS = {
     "ema": _Decay(),
     "rotation": Bool(),
+    "translation": Bool(),
     "reconstruction_weight": Real(ge=0),
     "rotation_steps": COUNT,
     "rotation_batch": COUNT,
@@ -79,6 +80,10 @@ class ADGANPlus(GANDetector):
         ``adgan.training.EMA_DECAYS``), or 0 for the trained generator itself.
     rotation : bool
         Add the rotation score; False leaves the reconstruction score alone.
+    translation : bool
+        The rotation network also tells shifts by a quarter of the image (horizontal and
+        vertical, before the rotation) and the rotation score sums over the 36 combinations
+        of shift and rotation (``adgan.selfsup``).
     reconstruction_weight : float
         Weight of the standardised reconstruction part in the sum (the rotation part's is 1).
         0 leaves the rotation score alone and skips the latent search, so scoring reads no
@@ -130,6 +135,7 @@ class ADGANPlus(GANDetector):
         precision: str = "exact",
         ema: float = 0.999,
         rotation: bool = True,
+        translation: bool = False,
         reconstruction_weight: float = 1.0,
         rotation_steps: int = 1000,
         rotation_batch: int = 64,
@@ -162,7 +168,10 @@ class ADGANPlus(GANDetector):
 
     def rotation_config(self) -> RotationConfig:
         return RotationConfig(
-            steps=self.rotation_steps, batch_size=self.rotation_batch, lr=self.rotation_lr
+            steps=self.rotation_steps,
+            batch_size=self.rotation_batch,
+            lr=self.rotation_lr,
+            translation=bool(self.translation),
         ).validate()
 
     # -- fitting ------------------------------------------------------------------------
@@ -171,6 +180,11 @@ class ADGANPlus(GANDetector):
             raise ConfigError(
                 "reconstruction_weight: 0 with rotation=False leaves no score; give a weight "
                 "above 0 or rotation=True"
+            )
+        if self.translation and not self.rotation:
+            raise ConfigError(
+                "translation: the shifts are told by the rotation network; give "
+                "rotation=True or translation=False"
             )
         super()._fit(X)
         if self.ema and float(self.ema) not in self.gan_.generator_ema:
@@ -268,6 +282,6 @@ class ADGANPlus(GANDetector):
         if self.rotation:
             if rot is None:
                 raise ConfigError("rotation: the detector file holds no rotation network")
-            net = RotationNet(self.gan_.critic)
+            net = RotationNet(self.gan_.critic, bool(self.translation))
             load_state(net, rot, "detector file", "rotation network")
             self.rotation_net_ = net.to(resolve_device(self.device)).eval()
