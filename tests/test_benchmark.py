@@ -151,22 +151,22 @@ def test_replace_sets_a_methods_rows_aside_and_runs_it_again(tmp_path):
     def bench(pca_dims, replace=()):
         params = {**TINY.params, "pca_dims": pca_dims}
         preset = Preset(name="tiny", protocol=TINY.protocol, params=params)
-        return run_benchmark("digits", [0, 1], ["kde", "mean-image"], preset, tmp_path,
+        return run_benchmark("digits", [0, 1], ["iforest", "mean-image"], preset, tmp_path,
                              progress=False, trajectories=False, replace=replace)  # fmt: skip
 
     first = {(r["normal_class"], r["method"]): r["auc"] for r in bench([20])}
-    with pytest.raises(ConfigError, match="kde results made with other parameters"):
+    with pytest.raises(ConfigError, match="iforest results made with other parameters"):
         bench([5])
-    rows = bench([5], replace=["kde"])
+    rows = bench([5], replace=["iforest"])
     assert len(rows) == 4
     again = {(r["normal_class"], r["method"]): r["auc"] for r in rows}
     assert again[(0, "mean-image")] == first[(0, "mean-image")]  # kept, not rerun
-    assert again[(0, "kde")] != first[(0, "kde")]  # rerun with 5 PCA dimensions
+    assert again[(0, "iforest")] != first[(0, "iforest")]  # rerun with 5 PCA dimensions
     aside = read_results(tmp_path / "replaced.csv")
     assert {(r["normal_class"], r["method"], r["auc"]) for r in aside} == {
-        (c, "kde", first[(c, "kde")]) for c in (0, 1)
+        (c, "iforest", first[(c, "iforest")]) for c in (0, 1)
     }
     shelved = sorted(p.name for p in (tmp_path / "replaced").glob("*/*.npz"))
-    assert shelved == ["digits-c0-kde-r0.npz", "digits-c1-kde-r0.npz"]
+    assert shelved == ["digits-c0-iforest-r0.npz", "digits-c1-iforest-r0.npz"]
     record = json.loads((tmp_path / "settings.json").read_text())
-    assert record["methods"]["kde"]["pca_dims"] == [5]
+    assert record["methods"]["iforest"]["pca_dims"] == [5]
