@@ -8,6 +8,7 @@ trained GAN (one training run serves both) and changes only how an image is scor
 * a self-supervised score joins the reconstruction loss: a copy of the critic's body, given a
   4-way head and trained after the GAN to tell the normal images' rotations apart
   (``adgan.selfsup``); an image whose rotations it cannot tell is unlike the normal class;
+  with ``translation=True`` the same network also tells shifts by a quarter of the image;
 * the two are put on one scale with the held-out normal (calibration) images alone: each is
   standardised by its mean and standard deviation over them (the reconstruction loss after a
   logarithm, since it is a positive, skewed quantity), and the anomaly score is their sum,
