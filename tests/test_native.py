@@ -130,10 +130,17 @@ def test_search_with_the_kernel_equals_torch_ops_and_the_plain_loop(
     z0 = torch.randn(4, 6, dtype=torch.float64)
     cfg = dict(n_seeds=4, steps=3, bn_stats=bn_stats, max_pairs=8)
     calls, real = [], native.conv_backward_adam
+    # with two workers each one's first call waits for the other's: the chunks come from a
+    # shared queue, so on a loaded machine one worker could otherwise drain it alone; a
+    # worker that never runs a chunk breaks the barrier and fails the test
+    meet, seen = threading.Barrier(2, timeout=120), set()
 
     def spy(lib, W, m, v, dT, hin, d_in, work, shared, *args, **kw):
         name = threading.current_thread().name
         calls.append((dT.shape[1], shared is not None, d_in is not None, name))
+        if workers == 2 and name not in seen:
+            seen.add(name)
+            meet.wait()
         return real(lib, W, m, v, dT, hin, d_in, work, shared, *args, **kw)
 
     monkeypatch.setattr(native, "conv_backward_adam", spy)
