@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from adgan.benchmark.runner import scores_path
+
 
 def load(bench: Path, dataset: str, c: int, method: str, run: int):
-    f = bench / "scores" / f"{dataset}-c{c}-{method}-r{run}.npz"
+    f = scores_path(bench, dataset, c, method, run)
     if not f.exists():
         return None
     with np.load(f) as z:

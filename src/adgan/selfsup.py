@@ -55,7 +55,7 @@ def _offset(index: int, size: int) -> int:
 def shift(x: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
     """Image i of (n, C, H, W) moved right by shift index ix[i] and down by iy[i] (0: none,
     1: a quarter of the width or height, 2: minus that), the border filled by reflection
-    about the edge pixel (so the shift needs images of at least 5 x 5 pixels)."""
+    about the edge pixel (below 4 pixels a quarter rounds to 0: no shift)."""
     h, w = x.shape[2], x.shape[3]
     ph, pw = h // 4, w // 4
     xp = torch.nn.functional.pad(x, (pw, pw, ph, ph), mode="reflect")

@@ -22,6 +22,7 @@ import csv
 import io
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +162,8 @@ def _run(
                     keep=keep,
                 ):
                     det, task, scores, parts = keep.pop(rec["method"])
-                    stem = f"{dataset}-c{c}-{rec['method']}-r{r}"
-                    _save_scores(out / "scores" / f"{stem}.npz", task, scores, parts)
+                    _save_scores(scores_path(out, dataset, c, rec["method"], r), task, scores,
+                                 parts)  # fmt: skip
                     if rec["method"] == "adgan" and r == 0:
                         plot_gallery(task.x_test, scores, path=out / f"gallery-{dataset}-c{c}.png")
                     _append(results, rec)
@@ -184,11 +185,15 @@ def _run(
     return distributed.on_first(finish)
 
 
+def scores_path(out: Path, dataset: str, normal_class: int, method: str, run: int) -> Path:
+    """Where a row's labels and scores are kept:
+    ``OUT/scores/<dataset>-c<class>-<method>-r<run>.npz``."""
+    return out / "scores" / f"{dataset}-c{normal_class}-{method}-r{run}.npz"
+
+
 def _set_aside(out: Path, methods) -> None:
     """Move the rows of ``methods`` from results.csv to replaced.csv (appended), their score
     files to replaced/<UTC time>/, and drop their entry from settings.json."""
-    import time
-
     results = out / "results.csv"
     rows = read_results(results)
     gone = [r for r in rows if r["method"] in methods]
@@ -198,10 +203,10 @@ def _set_aside(out: Path, methods) -> None:
         _write_results(results, [r for r in rows if r["method"] not in methods])
         shelf = out / "replaced" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         for r in gone:
-            stem = f"{r['dataset']}-c{r['normal_class']}-{r['method']}-r{r['run']}.npz"
-            if (out / "scores" / stem).exists():
+            f = scores_path(out, r["dataset"], r["normal_class"], r["method"], r["run"])
+            if f.exists():
                 shelf.mkdir(parents=True, exist_ok=True)
-                os.replace(out / "scores" / stem, shelf / stem)
+                os.replace(f, shelf / f.name)
         log.info("set aside %d rows of %s in %s", len(gone), ", ".join(methods), out)
     path = out / "settings.json"
     if path.exists():
@@ -287,7 +292,7 @@ def write_reports(out: Path, dataset: str) -> None:
     curves: dict[str, list] = {}
     aucs: dict[str, list[float]] = {}
     for r in rows:
-        f = out / "scores" / f"{dataset}-c{r['normal_class']}-{r['method']}-r{r['run']}.npz"
+        f = scores_path(out, dataset, r["normal_class"], r["method"], r["run"])
         if f.exists():
             with np.load(f) as z:
                 curves.setdefault(r["method"], []).append((z["y"], z["score"]))
