@@ -170,3 +170,70 @@ def test_replace_sets_a_methods_rows_aside_and_runs_it_again(tmp_path):
     assert shelved == ["digits-c0-iforest-r0.npz", "digits-c1-iforest-r0.npz"]
     record = json.loads((tmp_path / "settings.json").read_text())
     assert record["methods"]["iforest"]["pca_dims"] == [5]
+
+
+def _iforest(tmp_path, classes, pca_dims=20, **kw):
+    params = {**TINY.params, "pca_dims": [pca_dims]}
+    preset = Preset(name="tiny", protocol=TINY.protocol, params=params)
+    return run_benchmark("digits", classes, ["iforest"], preset, tmp_path, progress=False,
+                         trajectories=False, **kw)  # fmt: skip
+
+
+def test_replace_run_again_keeps_the_rows_the_replacement_wrote(tmp_path):
+    first = {r["normal_class"]: r["auc"] for r in _iforest(tmp_path, [0, 1])}
+    _iforest(tmp_path, [0], pca_dims=5, replace=["iforest"])  # both rows aside, class 0 rerun
+    new0 = read_results(tmp_path / "results.csv")
+    rows = _iforest(tmp_path, [1], pca_dims=5, replace="iforest")  # the same, extended
+    assert sorted(r["normal_class"] for r in rows) == [0, 1]
+    assert [r for r in rows if r["normal_class"] == 0] == new0  # kept, not set aside again
+    aside = read_results(tmp_path / "replaced.csv")
+    assert sorted((r["normal_class"], r["auc"]) for r in aside) == sorted(first.items())
+    shelves = [p.name for p in (tmp_path / "replaced").iterdir()]
+    assert len(shelves) == 1 and {r["replaced_to"] for r in aside} == set(shelves)
+    # a further change of parameters sets the rows aside again, in a folder of its own
+    _iforest(tmp_path, [0, 1], pca_dims=8, replace=["iforest"])
+    assert len(read_results(tmp_path / "replaced.csv")) == 4
+    assert len(list((tmp_path / "replaced").iterdir())) == 2
+
+
+def test_replace_within_one_second_shelves_apart(tmp_path, monkeypatch):
+    import adgan.benchmark.runner as runner
+
+    monkeypatch.setattr(runner.time, "strftime", lambda *a: "20260101T000000Z")
+    _iforest(tmp_path, [0])
+    _iforest(tmp_path, [0], pca_dims=5, replace=["iforest"])
+    _iforest(tmp_path, [0], pca_dims=8, replace=["iforest"])
+    shelves = sorted(p.name for p in (tmp_path / "replaced").iterdir())
+    assert shelves == ["20260101T000000Z", "20260101T000000Z-2"]
+    for shelf in shelves:
+        assert (tmp_path / "replaced" / shelf / "digits-c0-iforest-r0.npz").exists()
+
+
+def test_a_refused_replace_moves_nothing(tmp_path):
+    _iforest(tmp_path, [0])
+    before = (tmp_path / "results.csv").read_text()
+    with pytest.raises(ConfigError, match="seed"):
+        _iforest(tmp_path, [0], pca_dims=5, seed=1, replace=["iforest"])
+    assert (tmp_path / "results.csv").read_text() == before
+    assert not (tmp_path / "replaced.csv").exists()
+    with pytest.raises(ConfigError, match="replace: kde not among the methods"):
+        _iforest(tmp_path, [0], replace=["kde"])
+
+
+def test_replace_interrupted_after_replaced_csv_adds_no_row_twice(tmp_path, monkeypatch):
+    import adgan.benchmark.runner as runner
+
+    _iforest(tmp_path, [0, 1])
+    write = runner._write_results
+
+    def cut(path, rows, *a):
+        if path.name == "results.csv":
+            raise KeyboardInterrupt  # after replaced.csv, before results.csv
+        write(path, rows, *a)
+
+    monkeypatch.setattr(runner, "_write_results", cut)
+    with pytest.raises(KeyboardInterrupt):
+        _iforest(tmp_path, [0, 1], pca_dims=5, replace=["iforest"])
+    monkeypatch.setattr(runner, "_write_results", write)
+    rows = _iforest(tmp_path, [0, 1], pca_dims=5, replace=["iforest"])
+    assert len(rows) == 2 and len(read_results(tmp_path / "replaced.csv")) == 2

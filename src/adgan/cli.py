@@ -251,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace",
         default=None,
         help="methods (of --methods) to run again under today's settings: their earlier rows, "
-        "every class and run, move to OUT/replaced.csv and their scores to OUT/replaced/",
+        "every class and run, move to OUT/replaced.csv and their scores to OUT/replaced/; "
+        "given again with unchanged settings (to resume, or for more classes) it keeps the "
+        "replacement's rows; GANs in OUT/work/ are not retrained",
     )
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
     _common(p)

@@ -7,7 +7,11 @@ row in progress (and GAN training itself resumes from its checkpoint in ``work/`
 ``replace`` names methods to run again under today's settings (after a preset changed their
 parameters): their rows, of every class and run, move to ``OUT/replaced.csv``, their scores
 to ``OUT/replaced/<time>/`` and their entry of ``settings.json`` is dropped, before the run
-starts; nothing is deleted.
+starts; no row or score file is deleted (figures are redrawn). ``settings.json`` remembers the
+replacement, so the same command run again (to resume it, or for other classes) keeps the rows
+it has written; a method is set aside again only when its parameters changed since. A command
+refused for other settings moves nothing. GANs kept in ``OUT/work/`` are not retrained: a
+change to a GAN's own settings needs another output folder.
 
 A run holds ``OUT/.lock``: a second process on the same folder stops at once. Under torchrun
 the (normal class, run) groups of rows still to do are shared out over the processes, each
@@ -51,6 +55,8 @@ FIELDS = [
     "n_anomalous", "fit_seconds", "score_seconds", "preset", "device", "adgan_version",
     "torch_version", "machine", "date",
 ]  # fmt: skip
+# replaced.csv: the rows set aside, and the folder of replaced/ that holds their scores
+REPLACED_FIELDS = [*FIELDS, "replaced_to"]
 
 
 def read_results(path: Path) -> list[dict]:
@@ -67,9 +73,9 @@ def read_results(path: Path) -> list[dict]:
     return rows
 
 
-def _write_results(path: Path, rows: list[dict]) -> None:
+def _write_results(path: Path, rows: list[dict], fields: list[str] = FIELDS) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, FIELDS, extrasaction="ignore")
+    w = csv.DictWriter(buf, fields, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     atomic_write(path, lambda fh: fh.write(buf.getvalue().encode()))
@@ -100,6 +106,13 @@ def run_benchmark(
     replace: list[str] | tuple = (),
 ) -> list[dict]:
     out = Path(out)
+    if isinstance(replace, str):
+        replace = [m.strip() for m in replace.split(",") if m.strip()]
+    stray = [m for m in replace if m not in methods]
+    if stray:
+        raise ConfigError(
+            f"replace: {', '.join(stray)} not among the methods ({', '.join(methods)})"
+        )
     if extra_params:
         preset = Preset(**{**preset.__dict__, "params": {**preset.params, **extra_params}})
     lock = exclusive(out / ".lock", str(out)) if distributed.is_first() else None
@@ -118,13 +131,17 @@ def _run(
 
     def prepare() -> list[tuple]:
         (out / "scores").mkdir(parents=True, exist_ok=True)
+        settings = {
+            "dataset": dataset, "preset": preset.name, "seed": seed, "protocol": preset.protocol
+        }  # fmt: skip
+        own = {m: _own_params(m, preset.params_for(m)) for m in methods}
         if replace:
-            _set_aside(out, replace)
-        _check_settings(
-            out,
-            {"dataset": dataset, "preset": preset.name, "seed": seed, "protocol": preset.protocol},
-            {m: _own_params(m, preset.params_for(m)) for m in methods},
-        )
+            # a command refused for its other settings must not have moved anything
+            _check_settings(
+                out, settings, {m: own[m] for m in own if m not in replace}, write=False
+            )
+            _set_aside(out, {m: own[m] for m in replace})
+        _check_settings(out, settings, own)
         rows = read_results(results)
         _write_results(results, rows)  # drops a half-written last line, keeps the header
         return [(r["dataset"], r["normal_class"], r["method"], r["run"]) for r in rows]
@@ -191,29 +208,57 @@ def scores_path(out: Path, dataset: str, normal_class: int, method: str, run: in
     return out / "scores" / f"{dataset}-c{normal_class}-{method}-r{run}.npz"
 
 
-def _set_aside(out: Path, methods) -> None:
-    """Move the rows of ``methods`` from results.csv to replaced.csv (appended), their score
-    files to replaced/<UTC time>/, and drop their entry from settings.json."""
+def _set_aside(out: Path, methods: dict[str, dict]) -> None:
+    """Move the rows of ``methods`` (name: today's parameters) from results.csv to
+    replaced.csv, their score files to replaced/<UTC time>/, and drop their entry from
+    settings.json, which records the replacement. A method already replaced, whose recorded
+    parameters are today's, is left alone: its rows are the replacement's own (a resumed or
+    extended run). Ordered so that an interruption at any point loses nothing: scores first,
+    then replaced.csv (a row already there is not added twice), then results.csv, then
+    settings.json."""
+    from adgan.registry import detector_params
+
+    path = out / "settings.json"
+    record = read_json_object(path, "benchmark settings record") if path.exists() else {}
+    recorded, done = record.get("methods", {}), record.get("replaced", {})
+    resumed = [
+        m for m, params in methods.items()
+        if m in done and m in recorded
+        and not differences(recorded[m], params, defaults=detector_params(m))
+    ]  # fmt: skip
+    for m in resumed:
+        log.info("%s was replaced (%s) under today's settings: its rows are kept", m, done[m])
+    names = [m for m in methods if m not in resumed]
+    if not names:
+        return
     results = out / "results.csv"
     rows = read_results(results)
-    gone = [r for r in rows if r["method"] in methods]
+    gone = [r for r in rows if r["method"] in names]
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    shelf = out / "replaced" / stamp
+    for k in range(2, 1000):  # a folder of its own, even within one second
+        if not shelf.exists():
+            break
+        shelf = out / "replaced" / f"{stamp}-{k}"
     if gone:
-        old = read_results(out / "replaced.csv") if (out / "replaced.csv").exists() else []
-        _write_results(out / "replaced.csv", [*old, *gone])
-        _write_results(results, [r for r in rows if r["method"] not in methods])
-        shelf = out / "replaced" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         for r in gone:
             f = scores_path(out, r["dataset"], r["normal_class"], r["method"], r["run"])
             if f.exists():
                 shelf.mkdir(parents=True, exist_ok=True)
                 os.replace(f, shelf / f.name)
-        log.info("set aside %d rows of %s in %s", len(gone), ", ".join(methods), out)
-    path = out / "settings.json"
-    if path.exists():
-        record = read_json_object(path, "benchmark settings record")
-        kept = {m: p for m, p in record.get("methods", {}).items() if m not in methods}
-        if kept != record.get("methods", {}):
-            write_json(path, {**record, "methods": kept})
+            r["replaced_to"] = shelf.name
+        aside = out / "replaced.csv"
+        old = read_results(aside) if aside.exists() else []
+        seen = {tuple(r.get(f) for f in FIELDS) for r in old}
+        new = [r for r in gone if tuple(r.get(f) for f in FIELDS) not in seen]
+        _write_results(aside, [*old, *new], REPLACED_FIELDS)
+        _write_results(results, [r for r in rows if r["method"] not in names])
+        log.info("set aside %d rows of %s in %s", len(gone), ", ".join(names), out)
+    write_json(path, {
+        **record,
+        "methods": {m: p for m, p in recorded.items() if m not in names},
+        "replaced": {**done, **{m: shelf.name for m in names}},
+    })  # fmt: skip
 
 
 def _save_scores(path: Path, task, scores: np.ndarray, parts: dict | None = None) -> None:
@@ -232,10 +277,13 @@ def _own_params(method: str, params: dict) -> dict:
     return {k: v for k, v in params.items() if k in accepted}
 
 
-def _check_settings(out: Path, settings: dict, methods: dict[str, dict]) -> None:
+def _check_settings(
+    out: Path, settings: dict, methods: dict[str, dict], write: bool = True
+) -> None:
     """A rerun resumes only with the settings of the rows already written: the same dataset,
     seed and protocol, and for each method run before, the same parameters. A method not
-    run before adds its parameters, so one folder can grow by methods over invocations."""
+    run before adds its parameters, so one folder can grow by methods over invocations
+    (recorded unless ``write`` is False)."""
 
     from adgan.registry import detector_params
 
@@ -243,9 +291,12 @@ def _check_settings(out: Path, settings: dict, methods: dict[str, dict]) -> None
     settings = as_json(settings)
     methods = as_json(methods)
     old = read_json_object(path, "benchmark settings record") if path.exists() else None
+    replaced = None
     if old is not None:
         old_methods = old.pop("methods", {})
-        changed = differences(old, settings)
+        replaced = old.pop("replaced", None)  # kept as it is; _set_aside reads it
+        # a record holding only a replacement (made before any settings) has nothing to compare
+        changed = differences(old, settings) if old else []
         if changed:
             raise ConfigError(
                 f"{out} holds results made with other settings ({', '.join(changed)} differ "
@@ -263,8 +314,9 @@ def _check_settings(out: Path, settings: dict, methods: dict[str, dict]) -> None
                     f"differ from {path}); use another output folder"
                 )
         methods = {**old_methods, **methods}
-    if old is None or methods != old_methods:
-        write_json(path, {**settings, "methods": methods})
+    if write and (old is None or methods != old_methods):
+        extra = {} if replaced is None else {"replaced": replaced}
+        write_json(path, {**settings, "methods": methods, **extra})
 
 
 def write_reports(out: Path, dataset: str) -> None:
