@@ -86,3 +86,38 @@ def test_holdout_study_weighs_the_reconstruction_part(tmp_path):
     with np.load(tmp_path / "h" / "scores-digits-c0.npz") as z:
         # the seconds each variant took are kept too: a variant run again would change them
         assert all(np.array_equal(z[k], kept[k]) for k in kept)
+
+
+def test_baseline_holdout_on_a_training_pool(tmp_path):
+    """benchmarks/baseline_holdout.py on digits: a pool held out of every fit, the mean-image
+    distance tells the normal class's pool images from the others, a rerun reads the scores
+    it kept, and a method that chooses on labels is refused by name."""
+    import csv
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from baseline_holdout import pool_indices, total_variation
+
+    x = np.random.default_rng(0).random((3, 2, 4, 5))
+    plain = [
+        (np.abs(np.diff(im, axis=2)).mean() + np.abs(np.diff(im, axis=1)).mean()) / 2 for im in x
+    ]
+    np.testing.assert_allclose(total_variation(x), plain)
+    labels = np.repeat(np.arange(3), 10)
+    pool = pool_indices(labels, 4, 0)
+    assert np.array_equal(np.bincount(labels[pool]), [4, 4, 4]) and len(set(pool)) == 12
+
+    cmd = [sys.executable, str(BENCHMARKS / "baseline_holdout.py"), "--dataset", "digits",
+           "--preset", "smoke", "--classes", "0,1", "--methods", "mean-image",
+           "--per-class", "20", "--out", str(tmp_path)]  # fmt: skip
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader((tmp_path / "holdout.csv").open()))
+    assert [(r["normal_class"], r["method"]) for r in rows] == [("0", "mean-image"),
+                                                                 ("1", "mean-image")]  # fmt: skip
+    assert all(float(r["holdout_auc"]) > 0.8 for r in rows)
+    assert sorted(p.name for p in tmp_path.glob("scores-*.npz")) == [
+        "scores-digits-c0-mean-image.npz", "scores-digits-c1-mean-image.npz"]  # fmt: skip
+    again = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert again.splitlines()[:2] == first.splitlines()[:2]
+    bad = subprocess.run([*cmd[:-6], "--methods", "kde", "--out", str(tmp_path)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "--methods: kde" in bad.stderr
