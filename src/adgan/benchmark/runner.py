@@ -216,15 +216,13 @@ def _set_aside(out: Path, methods: dict[str, dict]) -> None:
     extended run). Ordered so that an interruption at any point loses nothing: scores first,
     then replaced.csv (a row already there is not added twice), then results.csv, then
     settings.json."""
-    from adgan.registry import detector_params
-
     path = out / "settings.json"
     record = read_json_object(path, "benchmark settings record") if path.exists() else {}
     recorded, done = record.get("methods", {}), record.get("replaced", {})
     resumed = [
         m for m, params in methods.items()
         if m in done and m in recorded
-        and not differences(recorded[m], params, defaults=detector_params(m))
+        and not _param_differences(m, recorded[m], params)
     ]  # fmt: skip
     for m in resumed:
         log.info("%s was replaced (%s) under today's settings: its rows are kept", m, done[m])
@@ -277,6 +275,14 @@ def _own_params(method: str, params: dict) -> dict:
     return {k: v for k, v in params.items() if k in accepted}
 
 
+def _param_differences(method: str, before: dict, now: dict) -> list[str]:
+    """The parameters of ``method`` that differ: one named on one side only counts at the
+    detector's default; one the detector no longer takes is ignored."""
+    from adgan.registry import detector_params
+
+    return differences(before, now, defaults=detector_params(method))
+
+
 def _check_settings(
     out: Path, settings: dict, methods: dict[str, dict], write: bool = True
 ) -> None:
@@ -284,8 +290,6 @@ def _check_settings(
     seed and protocol, and for each method run before, the same parameters. A method not
     run before adds its parameters, so one folder can grow by methods over invocations
     (recorded unless ``write`` is False)."""
-
-    from adgan.registry import detector_params
 
     path = out / "settings.json"
     settings = as_json(settings)
@@ -305,9 +309,7 @@ def _check_settings(
         for m, params in methods.items():
             if m not in old_methods:
                 continue
-            # a parameter named on one side only counts at the detector's default; one the
-            # detector no longer takes is ignored
-            diff = differences(old_methods[m], params, defaults=detector_params(m))
+            diff = _param_differences(m, old_methods[m], params)
             if diff:
                 raise ConfigError(
                     f"{out} holds {m} results made with other parameters ({', '.join(diff)} "
