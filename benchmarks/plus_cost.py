@@ -4,8 +4,9 @@ Both detectors are fitted on the same GAN (trained once, briefly: the cost of sc
 on the networks' shapes and the search settings, not on how well the GAN is trained), with a
 preset's parameters for each; then each scores the same test images, alternately, and the
 best of ``--reps`` timings is kept. adgan-plus runs the same search (on the generator's moving
-average) plus a rotation network's four forward passes per image, so its cost should be
-adgan's and a little more.
+average) plus a rotation network's forward passes per image (4 rotations, or 36 rotated and
+shifted copies where the preset sets ``translation``), so its cost should be adgan's and a
+little more; where the preset sets its reconstruction weight to 0 it runs no search at all.
 
     python benchmarks/plus_cost.py                                   # digits, smoke preset
     python benchmarks/plus_cost.py --dataset mnist --preset cpu --images 50
