@@ -184,3 +184,18 @@ def test_the_fitted_gan_round_trips_with_its_moving_averages(tmp_path):
     again = load_detector(det.save(tmp_path / "det.pt"))
     assert set(again.gan_.generator_ema) == {0.99, 0.999}
     np.testing.assert_array_equal(again.score_samples(X[:3]), det.score_samples(X[:3]))
+
+
+def test_the_cpu_preset_gives_each_dataset_its_adgan_plus_setting():
+    """MNIST and CIFAR-10 take their sections; a dataset without one (a folder, or a dataset
+    this project does not ship) takes the preset's own adgan-plus setting and deviations."""
+    cpu = load_preset("cpu")
+    mnist, cifar, other = (
+        cpu.for_dataset(d).params_for("adgan-plus") for d in ("mnist", "cifar10", "folder")
+    )
+    assert mnist["translation"] and other["translation"] and cifar["translation"]
+    assert cifar["reconstruction_weight"] == 0
+    assert "reconstruction_weight" not in mnist and "reconstruction_weight" not in other
+    base = cpu.for_dataset("folder").deviations
+    assert any("translation = true" in d for d in base)
+    assert len(cpu.for_dataset("cifar10").deviations) == len(base) + 2
