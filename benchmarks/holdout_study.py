@@ -26,7 +26,10 @@ random start instead of the critic), and the standardised sums ``recon+rotation`
 ``recon-ema*+rotation`` (and with ``rotation+shift``; standardised on the held-out normal images,
 as adgan-plus does; ``...:split`` standardised on half of them and judged on the other);
 with ``--weights``, the same sums with the reconstruction part weighted (``W*recon+rotation``,
-adgan-plus's ``reconstruction_weight``).
+adgan-plus's ``reconstruction_weight``). For the rotation variants the loss of every
+transformation and head is kept too, and two per-transformation rules are reported on the
+split: ``...-z`` sums each transformation's loss standardised on the normal half, ``...-logz``
+the same after a logarithm (alone and added to each search as above).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from adgan.base import as_images, split_calibration
 from adgan.data import load_dataset
 from adgan.files import write_csv
 from adgan.search import SearchConfig, latent_search
-from adgan.selfsup import RotationConfig, rotation_loss, train_rotation_net
+from adgan.selfsup import RotationConfig, train_rotation_net, transformation_losses
 from adgan.training import ema_generators, load_gan
 
 FIELDS = ["dataset", "normal_class", "variant", "auc", "loss_trained", "loss_normal",
@@ -109,7 +112,11 @@ def main(argv=None) -> int:
         emas = None
         for v in wanted:
             # (a search recorded before the per-seed paths were kept is run again)
-            if v in have and not (v.startswith("recon") and v + ":path_min" not in have):
+            if (
+                v in have
+                and not (v.startswith("recon") and v + ":path_min" not in have)
+                and not (v.startswith("rotation") and v + ":per" not in have)
+            ):
                 continue
             t0 = time.perf_counter()
             if v.startswith("recon"):
@@ -139,7 +146,8 @@ def main(argv=None) -> int:
                     torch.manual_seed(args.seed)
                     src = Critic(critic.config)
                 net = train_rotation_net(src, torch.from_numpy(xfit), rcfg, seed=args.seed)
-                have[v] = rotation_loss(net, torch.from_numpy(np.concatenate([xt, xn, xa])))
+                per = transformation_losses(net, torch.from_numpy(np.concatenate([xt, xn, xa])))
+                have[v], have[v + ":per"] = per.sum(1), per
             else:
                 raise SystemExit(f"unknown variant {v}")
             have[v + ":seconds"] = np.array(time.perf_counter() - t0)
@@ -153,13 +161,30 @@ def std_on_normal(s: np.ndarray, nt: int, nn: int) -> np.ndarray:
     return (s - ref.mean()) / max(ref.std(), 1e-12)
 
 
+def per_transformation(per: np.ndarray, nt: int, nn: int, log: bool) -> np.ndarray:
+    """The sum over transformations of each one's loss standardised on normal images
+    nt..nt+nn (after a logarithm with ``log``): a transformation the normal images find
+    hard, or vary on, counts less."""
+    v = np.log(per + 1e-6) if log else per
+    ref = v[nt : nt + nn]
+    return ((v - ref.mean(0)) / np.maximum(ref.std(0), 1e-6)).sum(1)
+
+
 def report(dataset, c, have, nt, nn, y, csv_path: Path, weights=(1.0,)) -> None:
     rows = []
     base = [k for k in have if ":" not in k]
     combos = {}
     half = nn // 2
+    rules = {}  # per-transformation rules, standardised on the first half of the normal images
+    for q in [k for k in base if k + ":per" in have]:
+        for rule, log in (("z", False), ("logz", True)):
+            rules[f"{q}-{rule}"] = per_transformation(have[q + ":per"], nt, half, log)
+            combos[f"{q}-{rule}:split"] = rules[f"{q}-{rule}"]
     for r in [k for k in base if k.startswith("recon")]:
         log_r = np.log(np.maximum(have[r], 1e-12))
+        for q, part in rules.items():  # judged on the split only
+            rec = std_on_normal(log_r, nt, half)
+            combos[f"{r}+{q}:split"] = rec + std_on_normal(part, nt, half)
         for q in [k for k in base if k in ("rotation", "rotation+shift")]:
             # standardised on the held-out normal images, and on one half of them only (judged
             # on the other half: no image both weights the parts and is scored)

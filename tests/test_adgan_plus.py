@@ -92,7 +92,7 @@ def test_translation_score_sums_every_head_over_the_36_transformations(images, w
     net = det.rotation_net_
     assert net.head.out_features == 10
     x = torch.from_numpy(images[:4].astype(np.float32) / 127.5 - 1)
-    want = np.zeros(len(x))
+    want = np.zeros((len(x), 108))  # shift-major, then rotation, then head
     with torch.no_grad():
         for a in range(3):
             for b in range(3):
@@ -100,9 +100,13 @@ def test_translation_score_sums_every_head_over_the_36_transformations(images, w
                     for i in range(len(x)):
                         moved = selfsup.shift(x[i : i + 1], torch.tensor([a]), torch.tensor([b]))
                         logits = net(torch.rot90(moved, k, (2, 3)))[0]
-                        for part, target in ((logits[:4], k), (logits[4:7], a), (logits[7:], b)):
-                            want[i] -= float(torch.log_softmax(part, 0)[target])
-    np.testing.assert_allclose(selfsup.rotation_loss(net, x), want, rtol=1e-5)
+                        for h, (part, target) in enumerate(
+                            ((logits[:4], k), (logits[4:7], a), (logits[7:], b))
+                        ):
+                            col = ((a * 3 + b) * 4 + k) * 3 + h
+                            want[i, col] = -float(torch.log_softmax(part, 0)[target])
+    np.testing.assert_allclose(selfsup.transformation_losses(net, x), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(selfsup.rotation_loss(net, x), want.sum(1), rtol=1e-5)
 
 
 def test_translation_round_trips_and_needs_the_rotation_net(images, work, tmp_path):
@@ -114,3 +118,28 @@ def test_translation_round_trips_and_needs_the_rotation_net(images, work, tmp_pa
     assert not np.allclose(det.anomaly_score(x), fit(images, work).anomaly_score(x))
     with pytest.raises(ConfigError, match="translation"):
         fit(images, work, translation=True, rotation=False)
+
+
+def test_standardised_transformations_weigh_each_by_the_calibration_images(images, work, tmp_path):
+    from adgan.base import as_images, split_calibration
+
+    x = images[:7]
+    det = fit(images, work, translation=True, standardise_transformations=True)
+    net = det.rotation_net_
+    _, cal = split_calibration(len(images), TINY["calibration"], 0)
+    per_cal = selfsup.transformation_losses(net, torch.from_numpy(as_images(images[cal])))
+    mean, std = det.transformations_
+    np.testing.assert_allclose(mean, per_cal.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(std, np.maximum(per_cal.std(0), 1e-6), rtol=1e-6, atol=1e-9)
+    # the rotation part: the standardised losses summed, then standardised as a whole
+    per = selfsup.transformation_losses(net, torch.from_numpy(as_images(x)))
+    z = ((per - per_cal.mean(0)) / np.maximum(per_cal.std(0), 1e-6)).sum(1)
+    z_cal = ((per_cal - per_cal.mean(0)) / np.maximum(per_cal.std(0), 1e-6)).sum(1)
+    want = (z - z_cal.mean()) / z_cal.std()
+    np.testing.assert_allclose(det.score_parts(x)["rotation"], want, rtol=1e-5, atol=1e-6)
+    plain = fit(images, work, translation=True).score_parts(x)["rotation"]
+    assert not np.allclose(plain, want)
+    back = load_detector(det.save(tmp_path / "z.pt"))
+    np.testing.assert_array_equal(back.anomaly_score(x), det.anomaly_score(x))
+    with pytest.raises(ConfigError, match="standardise_transformations"):
+        fit(images, work, standardise_transformations=True, rotation=False)

@@ -103,16 +103,21 @@ class RotationNet(nn.Module):
     def losses(self, x: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
         """Per image of (n, C, H, W), shifted by (ix, iy) when the net predicts shifts: the
         summed cross-entropy of every head over its four rotations, (n,)."""
+        return self.head_losses(x, ix, iy).sum((0, 2))
+
+    def head_losses(self, x: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy of each rotation and head apart, (4, n, heads): heads is 1, or 3
+        with shifts (rotation, horizontal shift, vertical shift)."""
         if self.translation:
             x = shift(x, ix, iy)
         xr, yr = rotations(x)
         logits = self(xr)
-        nll = F.cross_entropy(logits[:, :N_ROTATIONS], yr, reduction="none")
+        parts = [F.cross_entropy(logits[:, :N_ROTATIONS], yr, reduction="none")]
         if self.translation:
             for j, target in enumerate((ix, iy)):
                 part = logits[:, N_ROTATIONS + j * N_SHIFTS : N_ROTATIONS + (j + 1) * N_SHIFTS]
-                nll = nll + F.cross_entropy(part, target.repeat(N_ROTATIONS), reduction="none")
-        return nll.reshape(N_ROTATIONS, len(x)).sum(0)
+                parts.append(F.cross_entropy(part, target.repeat(N_ROTATIONS), reduction="none"))
+        return torch.stack(parts, 1).reshape(N_ROTATIONS, len(x), len(parts))
 
 
 def train_rotation_net(
@@ -148,10 +153,10 @@ def train_rotation_net(
 
 
 @torch.no_grad()
-def rotation_loss(net: RotationNet, X: torch.Tensor, batch: int = 256) -> np.ndarray:
-    """Per image: the cross-entropy of its true rotations, summed over the four (n,); for a
-    net that predicts shifts, that of all three heads summed over the 36 combinations of
-    shift and rotation. Higher = the transformations are harder to tell = more anomalous."""
+def transformation_losses(net: RotationNet, X: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Per image and transformation: the cross-entropy of each head, (n, T) with T = 4
+    rotations, or with shifts 9 shifts x 4 rotations x 3 heads = 108 (shift-major, then
+    rotation, then head). Their sum over T is :func:`rotation_loss`."""
     net.eval()
     dev = next(net.parameters()).device
     n_shifts = N_SHIFTS if net.translation else 1
@@ -159,10 +164,17 @@ def rotation_loss(net: RotationNet, X: torch.Tensor, batch: int = 256) -> np.nda
     out = []
     for i in range(0, len(X), batch):
         x = X[i : i + batch].to(dev)
-        total = torch.zeros(len(x), dtype=torch.float64, device=dev)
+        cols = []
         for a, b in grid:
             ix = torch.full((len(x),), a, dtype=torch.long, device=dev)
             iy = torch.full((len(x),), b, dtype=torch.long, device=dev)
-            total += net.losses(x, ix, iy).double()
-        out.append(total.cpu().numpy())
+            cols.append(net.head_losses(x, ix, iy).permute(1, 0, 2).reshape(len(x), -1))
+        out.append(torch.cat(cols, 1).double().cpu().numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+def rotation_loss(net: RotationNet, X: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Per image: the cross-entropy of its true rotations, summed over the four (n,); for a
+    net that predicts shifts, that of all three heads summed over the 36 combinations of
+    shift and rotation. Higher = the transformations are harder to tell = more anomalous."""
+    return transformation_losses(net, X, batch).sum(1)

@@ -9,6 +9,8 @@ trained GAN (one training run serves both) and changes only how an image is scor
   4-way head and trained after the GAN to tell the normal images' rotations apart
   (``adgan.selfsup``); an image whose rotations it cannot tell is unlike the normal class;
   with ``translation=True`` the same network also tells shifts by a quarter of the image;
+  with ``standardise_transformations=True`` each transformation's loss is first standardised
+  on the calibration images, so that one the normal images find hard or vary on counts less;
 * the two are put on one scale with the held-out normal (calibration) images alone: each is
   standardised by its mean and standard deviation over them (the reconstruction loss after a
   logarithm, since it is a positive, skewed quantity), and the anomaly score is their sum,
@@ -40,7 +42,7 @@ from adgan.nets.dcgan import Generator
 from adgan.params import COUNT, Bool, Constraint, Real
 from adgan.progress import progress_bar
 from adgan.search import SearchConfig, latent_search
-from adgan.selfsup import RotationConfig, RotationNet, rotation_loss, train_rotation_net
+from adgan.selfsup import RotationConfig, RotationNet, train_rotation_net, transformation_losses
 from adgan.torch_utils import flush_denormals
 from adgan.training import EMA_DECAYS
 
@@ -59,6 +61,7 @@ PLUS_CONSTRAINTS = {
     "ema": _Decay(),
     "rotation": Bool(),
     "translation": Bool(),
+    "standardise_transformations": Bool(),
     "reconstruction_weight": Real(ge=0),
     "rotation_steps": COUNT,
     "rotation_batch": COUNT,
@@ -85,6 +88,12 @@ class ADGANPlus(GANDetector):
         The rotation network also tells shifts by a quarter of the image (horizontal and
         vertical, before the rotation) and the rotation score sums over the 36 combinations
         of shift and rotation (``adgan.selfsup``).
+    standardise_transformations : bool
+        Standardise the loss of every transformation and head (4 rotations, or 108 with
+        ``translation``) by its mean and standard deviation over the calibration images
+        before summing them into the rotation score, instead of summing the losses
+        themselves: a transformation the normal class cannot tell (a digit that looks alike
+        turned by half a turn) or varies on weighs less.
     reconstruction_weight : float
         Weight of the standardised reconstruction part in the sum (the rotation part's is 1).
         0 leaves the rotation score alone and skips the latent search, so scoring reads no
@@ -97,6 +106,8 @@ class ADGANPlus(GANDetector):
     gan_ : FittedGAN, as ADGAN's.
     rotation_net_ : the copy of the critic's body with its rotation head.
     standardise_ : dict part -> (mean, std) over the calibration images.
+    transformations_ : (means, stds) of each transformation's loss over the calibration
+        images, with ``standardise_transformations``.
 
     Examples
     --------
@@ -137,6 +148,7 @@ class ADGANPlus(GANDetector):
         ema: float = 0.999,
         rotation: bool = True,
         translation: bool = False,
+        standardise_transformations: bool = False,
         reconstruction_weight: float = 1.0,
         rotation_steps: int = 1000,
         rotation_batch: int = 64,
@@ -182,6 +194,11 @@ class ADGANPlus(GANDetector):
                 "reconstruction_weight: 0 with rotation=False leaves no score; give a weight "
                 "above 0 or rotation=True"
             )
+        if self.standardise_transformations and not self.rotation:
+            raise ConfigError(
+                "standardise_transformations: the transformations are the rotation network's; "
+                "give rotation=True or standardise_transformations=False"
+            )
         if self.translation and not self.rotation:
             raise ConfigError(
                 "translation: the shifts are told by the rotation network; give "
@@ -200,8 +217,12 @@ class ADGANPlus(GANDetector):
 
     def _calibrate(self, X_cal: np.ndarray, anomalies) -> np.ndarray:
         parts = self._components(X_cal)
+        if self.rotation and self.standardise_transformations:
+            per = parts["rotation"]
+            self.transformations_ = (per.mean(0).tolist(), np.maximum(per.std(0), 1e-6).tolist())
         self.standardise_ = {
-            k: (float(v.mean()), float(max(v.std(), 1e-12))) for k, v in parts.items()
+            k: (float(v.mean()), float(max(v.std(), 1e-12)))
+            for k, v in self._reduced(parts).items()
         }
         return self._combine(parts)
 
@@ -214,14 +235,24 @@ class ADGANPlus(GANDetector):
     def _components(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """The parts of the score per image before standardising; higher = more anomalous:
         the log of the mean final reconstruction loss (unless its weight is 0), and the
-        rotation loss."""
+        rotation loss (per transformation, (n, T), with ``standardise_transformations``: see
+        ``_reduced``)."""
         x = torch.from_numpy(X)
         out = {}
         if self.reconstruction_weight:
             out["reconstruction"] = self._reconstruction(x)
         if self.rotation:
-            out["rotation"] = rotation_loss(self.rotation_net_, x)
+            per = transformation_losses(self.rotation_net_, x)
+            out["rotation"] = per if self.standardise_transformations else per.sum(1)
         return out
+
+    def _reduced(self, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The rotation part as one number per image: with ``standardise_transformations``
+        the sum of each transformation's loss standardised on the calibration images."""
+        if not (self.rotation and self.standardise_transformations):
+            return parts
+        mean, std = (np.asarray(v) for v in self.transformations_)
+        return {**parts, "rotation": ((parts["rotation"] - mean) / std).sum(1)}
 
     def _reconstruction(self, x: torch.Tensor) -> np.ndarray:
         with progress_bar(self.verbose, len(x), "ADGAN+ search", "img") as bar:
@@ -238,7 +269,7 @@ class ADGANPlus(GANDetector):
     def _standardised(self, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each part standardised on the calibration images and weighted."""
         out = {}
-        for k, v in parts.items():
+        for k, v in self._reduced(parts).items():
             mean, std = self.standardise_[k]
             weight = float(self.reconstruction_weight) if k == "reconstruction" else 1.0
             out[k] = weight * ((v - mean) / std)
@@ -268,6 +299,8 @@ class ADGANPlus(GANDetector):
     def _get_state(self) -> dict:
         state = super()._get_state()
         state["standardise"] = json.dumps(self.standardise_)
+        if self.rotation and self.standardise_transformations:
+            state["transformations"] = json.dumps(self.transformations_)
         if self.rotation:
             state["rotation_net"] = {
                 k: v.detach().cpu() for k, v in self.rotation_net_.state_dict().items()
@@ -278,8 +311,16 @@ class ADGANPlus(GANDetector):
         state = dict(state)
         standardise = state.pop("standardise")
         rot = state.pop("rotation_net", None)
+        transformations = state.pop("transformations", None)
         super()._set_state(state)
         self.standardise_ = {k: tuple(v) for k, v in json.loads(standardise).items()}
+        if self.rotation and self.standardise_transformations:
+            if transformations is None:
+                raise ConfigError(
+                    "standardise_transformations: the detector file holds no per-transformation "
+                    "statistics"
+                )
+            self.transformations_ = tuple(json.loads(transformations))
         if self.rotation:
             if rot is None:
                 raise ConfigError("rotation: the detector file holds no rotation network")
