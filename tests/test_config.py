@@ -194,8 +194,10 @@ def test_the_cpu_preset_gives_each_dataset_its_adgan_plus_setting():
         cpu.for_dataset(d).params_for("adgan-plus") for d in ("mnist", "cifar10", "folder")
     )
     assert mnist["translation"] and other["translation"] and cifar["translation"]
+    assert all(p["standardise_transformations"] for p in (mnist, cifar, other))
     assert cifar["reconstruction_weight"] == 0
     assert "reconstruction_weight" not in mnist and "reconstruction_weight" not in other
     base = cpu.for_dataset("folder").deviations
     assert any("translation = true" in d for d in base)
+    assert any("standardise_transformations = true" in d for d in base)
     assert len(cpu.for_dataset("cifar10").deviations) == len(base) + 2
