@@ -12,8 +12,10 @@ statistics and is judged, and no test image is read.
     python benchmarks/transformation_rule.py --scores holdout/mnist --dataset mnist \
         --classes 0,1,2,3,8
 
-Prints one line per class and rule, and the mean over the classes: the rotation part alone
-and (with ``--search``) summed with the standardised log search loss, as adgan-plus does.
+Prints, per class, how hard each rotation is for the normal and the anomalous images (the
+rotation head's mean cross-entropy, over the nine shifts), then one line per rule, and the
+mean over the classes: the rotation part alone and (with ``--search``) summed with the
+standardised log search loss, as adgan-plus does.
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ def main(argv=None) -> int:
         search = args.search or None
         if search and search not in scores:
             ap.error(f"{path}: no {search} scores (run it, or give --search '')")
+        per = scores["rotation+shift:per"].reshape(-1, 9, 4, 3)  # shift, rotation, head
+        nt, nn = args.trained, args.calibration
+        for name, rows in (("normal", per[nt : nt + nn]), ("anomalous", per[nt + nn :])):
+            rot = " ".join(f"{v:.2f}" for v in rows[..., 0].mean((0, 1)))
+            shifts = " ".join(f"{v:.2f}" for v in rows[..., 1:].mean((0, 1, 2)))
+            print(
+                f"{args.dataset} class {c} {name} images: mean cross-entropy of the rotation "
+                f"head by rotation (0, 90, 180, 270) {rot}; of the shift heads (x, y) {shifts}"
+            )
         for rule, aucs in two_fold(scores, args.trained, args.calibration, search).items():
             table.setdefault(rule, []).append(aucs)
             both = f" with the search {aucs[1]:.4f}" if search else ""
