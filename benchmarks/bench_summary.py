@@ -3,6 +3,11 @@ ROC-AUC over them beside the paper's mean over the same classes, and its mean fi
 seconds per class (as recorded, with the machine and thread count the rows name).
 
     python benchmarks/bench_summary.py --bench docs/bench/cifar10-cpu
+
+With ``--versus METHOD`` it then prints, per class, METHOD's ROC-AUC beside the best of the
+baselines named by ``--baselines`` (default: KDE, OC-SVM, IF, GMM, DCAE, VAE and AnoGAN),
+and on how many classes METHOD is best or tied (within ``--tie``, default 0: equal to the
+rounding of the printed three decimals is not a tie).
 """
 
 from __future__ import annotations
@@ -37,10 +42,32 @@ def summary(rows: list[dict], dataset: str) -> list[dict]:
     return out
 
 
+BASELINES = "kde,ocsvm,iforest,gmm,dcae,vae,anogan"
+
+
+def versus(rows: list[dict], dataset: str, method: str, baselines: list[str], tie: float):
+    """Per class holding a row of ``method``: (class, its AUC, best baseline, its AUC,
+    best or tied), the mean over runs where a class has several."""
+    auc: dict[tuple[int, str], list[float]] = {}
+    for r in rows:
+        if r["dataset"] == dataset:
+            auc.setdefault((r["normal_class"], r["method"]), []).append(r["auc"])
+    out = []
+    for c in sorted({c for c, m in auc if m == method}):
+        mine = float(np.mean(auc[c, method]))
+        others = [(float(np.mean(auc[c, b])), b) for b in baselines if (c, b) in auc]
+        best, name = max(others) if others else (float("nan"), "–")
+        out.append((c, mine, name, best, bool(others) and mine >= best - tie))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", required=True, help="a benchmark's output folder")
     ap.add_argument("--dataset", default=None, help="default: the folder's only dataset")
+    ap.add_argument("--versus", default=None, help="a method to set against the baselines")
+    ap.add_argument("--baselines", default=BASELINES, help="comma-separated methods")
+    ap.add_argument("--tie", type=float, default=0.0, help="AUC gap that still counts as tied")
     args = ap.parse_args()
     rows = read_results(Path(args.bench) / "results.csv")
     datasets = sorted({r["dataset"] for r in rows})
@@ -55,6 +82,15 @@ def main() -> None:
         classes = ",".join(str(c) for c in s["classes"])
         print(f"| {s['method']} | {classes} | {s['ours']:.3f} | {paper} | {s['fit_s']:.0f} | "
               f"{s['score_s']:.1f} | {'; '.join(s['machines'])} |")  # fmt: skip
+    if args.versus:
+        baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+        table = versus(rows, dataset, args.versus, baselines, args.tie)
+        print(f"\n| class | {args.versus} | best of {', '.join(baselines)} | best or tied |")
+        print("| --- | --- | --- | --- |")
+        for c, mine, name, best, won in table:
+            print(f"| {c} | {mine:.4f} | {name} {best:.4f} | {'yes' if won else 'no'} |")
+        wins = sum(w for *_, w in table)
+        print(f"{args.versus} best or tied on {wins} of {len(table)} classes")
 
 
 if __name__ == "__main__":
