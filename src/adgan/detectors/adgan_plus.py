@@ -92,8 +92,8 @@ class ADGANPlus(GANDetector):
         Standardise the loss of every transformation and head (4 rotations, or 108 with
         ``translation``) by its mean and standard deviation over the calibration images
         before summing them into the rotation score, instead of summing the losses
-        themselves: a transformation the normal class cannot tell (a digit that looks alike
-        turned by half a turn) or varies on weighs less.
+        themselves: a transformation whose loss spreads widely over the normal images weighs
+        less, one the normal images tell reliably weighs more.
     reconstruction_weight : float
         Weight of the standardised reconstruction part in the sum (the rotation part's is 1).
         0 leaves the rotation score alone and skips the latent search, so scoring reads no
