@@ -1,6 +1,6 @@
 """The scripts that read a benchmark folder (benchmarks/score_correlation.py,
-benchmarks/bench_summary.py, benchmarks/holdout_study.py), on tiny files in the benchmark's
-formats."""
+benchmarks/bench_summary.py, benchmarks/holdout_study.py, benchmarks/transformation_rule.py),
+on tiny files in the benchmark's formats."""
 
 import subprocess
 import sys
@@ -53,6 +53,56 @@ def test_summary_sets_each_method_beside_the_papers_mean_on_its_classes(tmp_path
     # Table 1, CIFAR-10: adgan 0.661 and 0.435 on classes 0 and 1, kde 0.705 on class 0
     assert "| adgan | 0,1 | 0.600 | 0.548 | 200 | 2.0 | x86_64, 1 threads |" in out
     assert "| kde | 0 | 0.600 | 0.705 | 10 |" in out
+
+
+def test_summary_versus_counts_the_classes_a_method_wins(tmp_path):
+    import csv
+
+    from adgan.benchmark.runner import FIELDS
+
+    rows = [("adgan-plus", 0, 0.9), ("kde", 0, 0.8), ("gmm", 0, 0.85),
+            ("adgan-plus", 1, 0.7), ("kde", 1, 0.75), ("adgan", 1, 0.99)]  # fmt: skip
+    with (tmp_path / "results.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS)
+        w.writeheader()
+        for m, c, auc in rows:
+            w.writerow({"dataset": "mnist", "normal_class": c, "method": m, "run": 0,
+                        "seed": 0, "auc": auc, "fit_seconds": 1, "score_seconds": 1,
+                        "machine": "x"})  # fmt: skip
+    cmd = [sys.executable, str(BENCHMARKS / "bench_summary.py"), "--bench", str(tmp_path),
+           "--versus", "adgan-plus"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "| 0 | 0.9000 | gmm 0.8500 | yes |" in out
+    assert "| 1 | 0.7000 | kde 0.7500 | no |" in out  # adgan is not a baseline
+    assert "adgan-plus best or tied on 1 of 2 classes" in out
+    out = subprocess.run([*cmd, "--tie", "0.06"], capture_output=True, text=True, check=True)
+    assert "adgan-plus best or tied on 2 of 2 classes" in out.stdout
+
+
+def test_transformation_rule_discounts_a_transformation_the_normal_images_vary_on(tmp_path):
+    """A loss that spreads widely over normal and anomalous images alike drowns the plain sum;
+    standardised on the normal images it weighs no more than the informative ones."""
+    rng = np.random.default_rng(0)
+    n_trained, n_normal, n_anom = 4, 40, 60
+    per = rng.normal(0.1, 0.02, size=(n_trained + n_normal + n_anom, 108))
+    per[n_trained + n_normal :] += 0.05  # every transformation a little harder for anomalies
+    per[:, 0] = rng.uniform(0, 50, size=len(per))  # one that says nothing, loudly
+    np.savez(tmp_path / "scores-mnist-c3.npz", **{"rotation+shift": per.sum(1),
+             "rotation+shift:per": per})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "transformation_rule.py"), "--scores", str(tmp_path),
+         "--dataset", "mnist", "--classes", "3", "--trained", str(n_trained), "--calibration",
+         str(n_normal), "--search", ""],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    auc = {line.split(": alone ")[0].split()[-1]: float(line.split(": alone ")[1])
+           for line in out.splitlines() if line.startswith("mean over")}  # fmt: skip
+    assert auc["standardised"] > 0.95 and auc["sum"] < 0.8, out
+    bad = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "transformation_rule.py"), "--scores", str(tmp_path),
+         "--dataset", "mnist", "--classes", "4"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "scores-mnist-c4.npz not found" in bad.stderr
 
 
 def test_holdout_study_weighs_the_reconstruction_part(tmp_path):
