@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
+from transformation_rule import rules as transformation_rules
 
 from adgan.base import as_images, split_calibration
 from adgan.data import load_dataset
@@ -161,15 +162,6 @@ def std_on_normal(s: np.ndarray, nt: int, nn: int) -> np.ndarray:
     return (s - ref.mean()) / max(ref.std(), 1e-12)
 
 
-def per_transformation(per: np.ndarray, nt: int, nn: int, log: bool) -> np.ndarray:
-    """The sum over transformations of each one's loss standardised on normal images
-    nt..nt+nn (after a logarithm with ``log``): a transformation the normal images find
-    hard, or vary on, counts less."""
-    v = np.log(per + 1e-6) if log else per
-    ref = v[nt : nt + nn]
-    return ((v - ref.mean(0)) / np.maximum(ref.std(0), 1e-6)).sum(1)
-
-
 def report(dataset, c, have, nt, nn, y, csv_path: Path, weights=(1.0,)) -> None:
     rows = []
     base = [k for k in have if ":" not in k]
@@ -177,9 +169,9 @@ def report(dataset, c, have, nt, nn, y, csv_path: Path, weights=(1.0,)) -> None:
     half = nn // 2
     rules = {}  # per-transformation rules, standardised on the first half of the normal images
     for q in [k for k in base if k + ":per" in have]:
-        for rule, log in (("z", False), ("logz", True)):
-            rules[f"{q}-{rule}"] = per_transformation(have[q + ":per"], nt, half, log)
-            combos[f"{q}-{rule}:split"] = rules[f"{q}-{rule}"]
+        by_rule = transformation_rules(have[q + ":per"], np.arange(nt, nt + half))
+        for rule, name in (("z", "standardised"), ("logz", "standardised-log")):
+            rules[f"{q}-{rule}"] = combos[f"{q}-{rule}:split"] = by_rule[name]
     for r in [k for k in base if k.startswith("recon")]:
         log_r = np.log(np.maximum(have[r], 1e-12))
         for q, part in rules.items():  # judged on the split only
