@@ -88,9 +88,13 @@ def main() -> None:
         print(f"\n| class | {args.versus} | best of {', '.join(baselines)} | best or tied |")
         print("| --- | --- | --- | --- |")
         for c, mine, name, best, won in table:
-            print(f"| {c} | {mine:.4f} | {name} {best:.4f} | {'yes' if won else 'no'} |")
+            rival, verdict = (f"{name} {best:.4f}", "yes" if won else "no")
+            if name == "–":  # no baseline rows for this class yet: not judged
+                rival, verdict = "–", "–"
+            print(f"| {c} | {mine:.4f} | {rival} | {verdict} |")
         wins = sum(w for *_, w in table)
-        print(f"{args.versus} best or tied on {wins} of {len(table)} classes")
+        judged = sum(name != "–" for _, _, name, _, _ in table)
+        print(f"{args.versus} best or tied on {wins} of {judged} classes with baseline rows")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def test_summary_versus_counts_the_classes_a_method_wins(tmp_path):
     from adgan.benchmark.runner import FIELDS
 
     rows = [("adgan-plus", 0, 0.9), ("kde", 0, 0.8), ("gmm", 0, 0.85),
-            ("adgan-plus", 1, 0.7), ("kde", 1, 0.75), ("adgan", 1, 0.99)]  # fmt: skip
+            ("adgan-plus", 1, 0.7), ("kde", 1, 0.75), ("adgan", 1, 0.99),
+            ("adgan-plus", 2, 0.95)]  # fmt: skip
     with (tmp_path / "results.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS)
         w.writeheader()
@@ -74,9 +75,10 @@ def test_summary_versus_counts_the_classes_a_method_wins(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "| 0 | 0.9000 | gmm 0.8500 | yes |" in out
     assert "| 1 | 0.7000 | kde 0.7500 | no |" in out  # adgan is not a baseline
-    assert "adgan-plus best or tied on 1 of 2 classes" in out
+    assert "| 2 | 0.9500 | – | – |" in out  # no baseline rows yet: not judged
+    assert "adgan-plus best or tied on 1 of 2 classes with baseline rows" in out
     out = subprocess.run([*cmd, "--tie", "0.06"], capture_output=True, text=True, check=True)
-    assert "adgan-plus best or tied on 2 of 2 classes" in out.stdout
+    assert "adgan-plus best or tied on 2 of 2 classes with baseline rows" in out.stdout
 
 
 def test_transformation_rule_discounts_a_transformation_the_normal_images_vary_on(tmp_path):
