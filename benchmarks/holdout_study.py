@@ -16,6 +16,7 @@ resumable: a variant already there is not recomputed) and prints, and appends to
 searches, the mean final loss of each group and the mean loss at every step.
 
 Variants: ``recon`` (the faithful search on the trained generator, bn_stats=seeds),
+``recon-running`` (the same search with BatchNorm's running statistics, bn_stats=running),
 ``recon-ema0.99`` and ``recon-ema0.999`` (the same on the generator's moving averages;
 for each search the holdout ROC-AUC after every step, of the mean over the seeds and of the
 best seed, and the spread of the final loss over the seeds),
@@ -126,7 +127,8 @@ def main(argv=None) -> int:
                     emas = emas or ema_generators(blob, args.seed)
                     g_ = emas[float(v.split("ema")[1])]
                 x = torch.from_numpy(np.concatenate([xt, xn, xa]))
-                res = latent_search(g_, x, z0, cfg, record=True, keep_z=False)
+                cfg_ = SearchConfig(bn_stats="running") if v == "recon-running" else cfg
+                res = latent_search(g_, x, z0, cfg_, record=True, keep_z=False)
                 # loss_path: (steps + 1, n, seeds); kept per image and step: the mean over the
                 # seeds (the score), the best seed and the spread over the seeds
                 have[v] = res.loss

@@ -109,8 +109,9 @@ def test_transformation_rule_discounts_a_transformation_the_normal_images_vary_o
 
 def test_holdout_study_weighs_the_reconstruction_part(tmp_path):
     """benchmarks/holdout_study.py on a tiny digits GAN trained by the benchmark: the weighted
-    sums are written, weight 0 is the rotation score's own ranking, and a rerun reads the
-    kept scores instead of searching again."""
+    sums are written, weight 0 is the rotation score's own ranking, the search with running
+    BatchNorm statistics is the library's search under bn_stats="running", and a rerun reads
+    the kept scores instead of searching again."""
     import csv
 
     from adgan.benchmark.runner import run_benchmark
@@ -123,8 +124,9 @@ def test_holdout_study_weighs_the_reconstruction_part(tmp_path):
                   trajectories=False)  # fmt: skip
     cmd = [sys.executable, str(BENCHMARKS / "holdout_study.py"), "--dataset", "digits",
            "--classes", "0", "--bench", str(tmp_path / "bench"), "--out", str(tmp_path / "h"),
-           "--anomalies", "30", "--trained", "5", "--calibration", "10", "--variants",
-           "recon,rotation", "--rotation-steps", "3", "--weights", "0,1,2"]  # fmt: skip
+           "--anomalies", "30", "--trained", "5", "--calibration", "10",
+           "--variants", "recon,recon-running,rotation", "--rotation-steps", "3",
+           "--weights", "0,1,2"]  # fmt: skip
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     with (tmp_path / "h" / "holdout.csv").open(newline="") as fh:
         auc = {r["variant"]: float(r["auc"]) for r in csv.DictReader(fh)}
@@ -134,6 +136,25 @@ def test_holdout_study_weighs_the_reconstruction_part(tmp_path):
     assert auc["0*recon+rotation"] == auc["rotation"]
     with np.load(tmp_path / "h" / "scores-digits-c0.npz") as z:
         kept = {k: z[k].copy() for k in z.files}
+    assert 0 <= auc["recon-running"] <= 1 and "recon-running+rotation" in auc
+    # the same images and seeds searched by the library with the running statistics
+    sys.path.insert(0, str(BENCHMARKS))
+    import torch
+    from holdout_study import groups
+
+    from adgan.data import load_dataset
+    from adgan.search import SearchConfig, latent_search
+    from adgan.training import load_gan
+
+    gen, _, _ = load_gan(tmp_path / "bench" / "work" / "gan-digits-c0-s0" / "checkpoint.pt")
+    train, _ = load_dataset("digits")
+    xt, xn, xa, _ = groups(train, 0, 30, 5, 10, 0)
+    cfg = SearchConfig(bn_stats="running")  # the study's search: the paper's settings
+    z0 = torch.randn(cfg.n_seeds, 6, generator=torch.Generator().manual_seed(7919))
+    x = torch.from_numpy(np.concatenate([xt, xn, xa]))
+    searched = latent_search(gen, x, z0, cfg).loss
+    np.testing.assert_allclose(kept["recon-running"], searched, rtol=1e-5)
+    assert not np.allclose(kept["recon-running"], kept["recon"])
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     with np.load(tmp_path / "h" / "scores-digits-c0.npz") as z:
         # the seconds each variant took are kept too: a variant run again would change them
