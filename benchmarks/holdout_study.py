@@ -41,6 +41,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
                     emas = emas or ema_generators(blob, args.seed)
                     g_ = emas[float(v.split("ema")[1])]
                 x = torch.from_numpy(np.concatenate([xt, xn, xa]))
-                cfg_ = SearchConfig(bn_stats="running") if v == "recon-running" else cfg
+                cfg_ = replace(cfg, bn_stats="running") if v == "recon-running" else cfg
                 res = latent_search(g_, x, z0, cfg_, record=True, keep_z=False)
                 # loss_path: (steps + 1, n, seeds); kept per image and step: the mean over the
                 # seeds (the score), the best seed and the spread over the seeds
