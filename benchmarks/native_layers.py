@@ -11,6 +11,9 @@ several calls of:
   reading and writing the weights and both moments.
 * forward: the product of each pair's weights and ``fold``. torch: bmm in the faster
   orientation for the map size and col2im; compiled: ``forward`` and ``fold``.
+* "mixed ms": the same compiled parts for ``precision="mixed"`` (each pair's weights the
+  shared ones plus a bfloat16 change, bfloat16 moments; a step after the first and before
+  the last), where the search runs them (``adgan.search.mixed``).
 
 Their outputs are compared (float32, rtol 1e-3) before timing.
 
@@ -30,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_profile import best_seconds  # noqa: E402
 
 from adgan.nets.dcgan import DCGANConfig, Generator
-from adgan.search import native
+from adgan.search import mixed, native
 from adgan.search.fused import CACHE_BYTES, DIRECT_MIN_HW, NATIVE_MAX_HW, adam_step
 
 
@@ -59,8 +62,9 @@ def main() -> None:
           f"width {args.width}, latent {args.latent}; {P} pairs per call; "
           f"best of {args.reps}")  # fmt: skip
     print(f"{'layer':>22} {'part':>9} {'torch ms':>9} {'compiled ms':>11} {'speed-up':>8} "
-          f"{'GFLOP/s':>8} {'GB/s':>6}  where the search runs it")  # fmt: skip
-    side = 1
+          f"{'GFLOP/s':>8} {'GB/s':>6} {'mixed ms':>8}  where the search runs it")  # fmt: skip
+    mixed_convs = mixed.mixed_layers(gen, lib)  # indices in generator_parameters order
+    side, j = 1, 0
     for i, conv in enumerate(gen.convs):
         cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
         N, HW = cout * k * k, side * side
@@ -103,8 +107,20 @@ def main() -> None:
         flop = 4.0 * P * cin * N * HW
         where = "compiled" if HW <= NATIVE_MAX_HW else "torch"
         gbs = 24.0 * P * cin * N / tc / 1e9
+        shared = W[0].clone()
+        D = (torch.randn(P, cin, N, generator=g) * 2).bfloat16()
+        m16, v16 = m.bfloat16(), v.bfloat16()
+
+        def mixed_bwd(D=D, m16=m16, v16=v16, h=h, dT=dT, d_c=d_c, work=work, shared=shared):
+            native.conv_backward_adam_mixed(
+                lib, D, m16, v16, dT, h, d_c, work, shared, 1e-4, _Cfg.betas, _Cfg.eps, 3,
+                1e-4, False, False,
+            )  # fmt: skip
+
+        is_mixed = j in mixed_convs
+        tm = f"{best_seconds(mixed_bwd, args.reps) * 1e3:>8.2f}" if is_mixed else f"{'':>8}"
         print(f"{name:>22} {'backward':>9} {tt * 1e3:>9.2f} {tc * 1e3:>11.2f} {tt / tc:>8.2f} "
-              f"{flop / tc / 1e9:>8.1f} {gbs:>6.1f}  {where}")  # fmt: skip
+              f"{flop / tc / 1e9:>8.1f} {gbs:>6.1f} {tm}  {where}")  # fmt: skip
         if i > 0:  # the first layer's forward is a matrix-vector product, no fold
             S = 2 * side
             cols, cols_t = torch.empty(P, N, HW), torch.empty(P, HW, N)
@@ -130,9 +146,16 @@ def main() -> None:
                 raise SystemExit(f"layer {i}: the compiled forward pass disagrees with torch")
             tt, tc = best_seconds(torch_fwd, args.reps), best_seconds(comp_fwd, args.reps)
             flop = 2.0 * P * cin * N * HW
+
+            def mixed_fwd(h=h, shared=shared, D=D, ct2=ct2, a_c=a_c, k=k):
+                native.forward_mixed(lib, h, shared, D, 1e-4, ct2)
+                native.fold(lib, ct2, a_c, k)
+
+            tm = f"{best_seconds(mixed_fwd, args.reps) * 1e3:>8.2f}" if is_mixed else f"{'':>8}"
             print(f"{name:>22} {'forward':>9} {tt * 1e3:>9.2f} {tc * 1e3:>11.2f} "
-                  f"{tt / tc:>8.2f} {flop / tc / 1e9:>8.1f} {'':>6}  compiled")  # fmt: skip
+                  f"{tt / tc:>8.2f} {flop / tc / 1e9:>8.1f} {'':>6} {tm}  compiled")  # fmt: skip
         side = k if i == 0 else 2 * side
+        j += 3 if i < len(gen.norms) else 1
 
 
 class _Cfg:  # Adam's settings in the search (SearchConfig's defaults)

@@ -148,3 +148,40 @@ def test_mixed_runs_the_exact_kernel_where_it_does_not_apply(how):
 def test_an_unknown_precision_is_refused_by_name():
     with pytest.raises(ConfigError, match="precision"):
         SearchConfig(precision="half").validate()
+
+
+@needs_cc
+def test_bfloat16_rounding_is_the_same_with_and_without_the_conversion_instruction(
+    monkeypatch, tmp_path
+):
+    # where the CPU has AVX512-BF16 one instruction rounds to bfloat16; ADGAN_NO_BF16 builds
+    # the integer rounding instead: both must store the same bits (on other CPUs both builds
+    # take the same code)
+    import shlex
+
+    lib = _lib()
+    monkeypatch.setenv("CC", shlex.join([*native.compiler(), "-DADGAN_NO_BF16"]))
+    monkeypatch.setenv("ADGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_libs", {})
+    soft = native.load(torch.float32)
+    assert soft is not None
+    gen = torch.Generator().manual_seed(7)
+    P, cin, N, HW = 3, 8, 256, 4
+    shared = torch.randn(cin, N, generator=gen)
+    start = [(torch.randn(P, cin, N, generator=gen) * s).to(BF) for s in (3, 0.1, 0.1)]
+    start[2] = start[2].abs()
+    dT = torch.randn(P, HW, N, generator=gen)
+    hin = torch.randn(P, cin, HW, generator=gen)
+    out = []
+    for which in (lib, soft):
+        D, m, v = (t.clone() for t in start)
+        d_in = torch.empty(P, cin, HW)
+        native.conv_backward_adam_mixed(which, D, m, v, dT, hin, d_in, torch.empty(4 * N),
+                                        shared, 1e-2, (0.5, 0.999), 1e-8, 3, 1e-2, False,
+                                        False)  # fmt: skip
+        y = torch.empty(P, HW, N)
+        native.forward_mixed(which, hin, shared, D, 1e-2, y)
+        out.append((D, m, v, d_in, y))
+    for a, b in zip(*out, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(out[0][0], start[0])  # the update did move the change
