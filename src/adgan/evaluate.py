@@ -65,11 +65,19 @@ def parse_classes(text: str, n_classes: int = 10, option: str = "normal_class") 
     return out
 
 
+def cpu_capability() -> str:
+    """The vector instructions torch's CPU kernels use here ("AVX2", "AVX512", ...; its
+    ATEN_CPU_CAPABILITY setting included): a GAN trained under another one rounds otherwise
+    and becomes another network (docs/results.md, "The CPU a row is re-run on")."""
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return get() if get is not None else "unknown"
+
+
 def environment() -> dict:
     return {
         "adgan_version": __version__,
         "torch_version": torch.__version__,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{platform.machine()} {cpu_capability()}, {torch.get_num_threads()} threads",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
 
