@@ -1,6 +1,9 @@
 """The resumable benchmark on digits with tiny settings: files, resume, reference table."""
 
 import csv
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -239,13 +242,9 @@ def test_replace_interrupted_after_replaced_csv_adds_no_row_twice(tmp_path, monk
     assert len(rows) == 2 and len(read_results(tmp_path / "replaced.csv")) == 2
 
 
-def test_rows_name_the_vector_instructions_torch_ran_with(tmp_path):
+def test_rows_name_the_vector_instructions_torch_ran_with():
     # a GAN trained under other vector instructions is another network: each row's machine
     # column names them, as torch's ATEN_CPU_CAPABILITY setting leaves them
-    import os
-    import subprocess
-    import sys
-
     code = "from adgan.evaluate import environment; print(environment()['machine'])"
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
