@@ -1,6 +1,8 @@
 """Per method, from a benchmark folder's results.csv: the classes it has rows for, its mean
 ROC-AUC over them beside the paper's mean over the same classes, and its mean fit and score
-seconds per class (as recorded, with the machine and thread count the rows name).
+seconds per class (as recorded, with the machine and thread count the rows name). Where a
+method has several runs, its mean is the mean over runs, then ± the standard deviation of the
+runs' means over the classes (of the runs that cover every class listed).
 
     python benchmarks/bench_summary.py --bench docs/bench/cifar10-cpu
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from adgan.benchmark.runner import read_results
-from adgan.benchmark.tables import paper_mean
+from adgan.benchmark.tables import paper_mean, run_means
 from adgan.registry import DETECTORS
 
 
@@ -30,10 +32,13 @@ def summary(rows: list[dict], dataset: str) -> list[dict]:
         classes = sorted({r["normal_class"] for r in mine})
         per_class = [np.mean([r["auc"] for r in mine if r["normal_class"] == c]) for c in classes]
         paper = paper_mean(dataset, m, classes)  # Section 4.3's means: all ten classes only
+        per_run = run_means(rows, dataset, m, classes)
         out.append({
             "method": m,
             "classes": classes,
             "ours": float(np.mean(per_class)),
+            "runs": len({r["run"] for r in mine}),
+            "sd": float(np.std(per_run, ddof=1)) if len(per_run) > 1 else None,
             "paper": paper,
             "fit_s": float(np.mean([float(r["fit_seconds"]) for r in mine])),
             "score_s": float(np.mean([float(r["score_seconds"]) for r in mine])),
@@ -74,13 +79,14 @@ def main() -> None:
     dataset = args.dataset or (datasets[0] if len(datasets) == 1 else None)
     if dataset is None:
         raise SystemExit(f"--dataset: the folder holds {', '.join(datasets) or 'no rows'}")
-    print("| method | classes | our mean | paper mean, same classes | fit s per class | "
+    print("| method | classes | runs | our mean | paper mean, same classes | fit s per class | "
           "score s per class | machine |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in summary(rows, dataset):
         paper = f"{s['paper']:.3f}" if s["paper"] is not None else "–"
         classes = ",".join(str(c) for c in s["classes"])
-        print(f"| {s['method']} | {classes} | {s['ours']:.3f} | {paper} | {s['fit_s']:.0f} | "
+        ours = f"{s['ours']:.4f}" + (f" ± {s['sd']:.4f}" if s["sd"] is not None else "")
+        print(f"| {s['method']} | {classes} | {s['runs']} | {ours} | {paper} | {s['fit_s']:.0f} | "
               f"{s['score_s']:.1f} | {'; '.join(s['machines'])} |")  # fmt: skip
     if args.versus:
         baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]

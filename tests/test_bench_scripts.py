@@ -38,12 +38,13 @@ def test_summary_sets_each_method_beside_the_papers_mean_on_its_classes(tmp_path
 
     from adgan.benchmark.runner import FIELDS
 
-    rows = [("adgan", 0, 0.7, 100.0), ("adgan", 1, 0.5, 300.0), ("kde", 0, 0.6, 10.0)]
+    rows = [("adgan", 0, 0, 0.7, 100.0), ("adgan", 1, 0, 0.5, 300.0), ("kde", 0, 0, 0.6, 10.0),
+            ("adgan", 0, 1, 0.8, 100.0), ("adgan", 1, 1, 0.6, 300.0)]  # fmt: skip
     with (tmp_path / "results.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS)
         w.writeheader()
-        for m, c, auc, fit in rows:
-            w.writerow({"dataset": "cifar10", "normal_class": c, "method": m, "run": 0,
+        for m, c, run, auc, fit in rows:
+            w.writerow({"dataset": "cifar10", "normal_class": c, "method": m, "run": run,
                         "seed": 0, "auc": auc, "fit_seconds": fit, "score_seconds": 2,
                         "machine": "x86_64, 1 threads"})  # fmt: skip
     out = subprocess.run(
@@ -51,8 +52,9 @@ def test_summary_sets_each_method_beside_the_papers_mean_on_its_classes(tmp_path
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     # Table 1, CIFAR-10: adgan 0.661 and 0.435 on classes 0 and 1, kde 0.705 on class 0
-    assert "| adgan | 0,1 | 0.600 | 0.548 | 200 | 2.0 | x86_64, 1 threads |" in out
-    assert "| kde | 0 | 0.600 | 0.705 | 10 |" in out
+    # two runs: means over the classes 0.6 and 0.7, so 0.65 ± their standard deviation
+    assert "| adgan | 0,1 | 2 | 0.6500 ± 0.0707 | 0.548 | 200 | 2.0 | x86_64, 1 threads |" in out
+    assert "| kde | 0 | 1 | 0.6000 | 0.705 | 10 |" in out
 
 
 def test_summary_versus_counts_the_classes_a_method_wins(tmp_path):

@@ -9,7 +9,14 @@ import pytest
 
 from adgan.benchmark.figures import line_styles
 from adgan.benchmark.runner import read_results, run_benchmark
-from adgan.benchmark.tables import PAPER_COLUMN, markdown_table, not_run_note, paper_table
+from adgan.benchmark.tables import (
+    PAPER_COLUMN,
+    markdown_table,
+    not_run_note,
+    paper_table,
+    run_means,
+    runs_note,
+)
 from adgan.errors import ConfigError
 from adgan.presets import Preset
 
@@ -88,7 +95,23 @@ def test_runs_give_spread_and_paper_column():
     ]
     table = markdown_table(rows, "mnist", ["adgan"])
     assert "0.910 ± 0.014 (0.999)" in table  # class 0: mean, sd over runs, Table 1
-    assert "| mean | 0.865 (0.996) |" in table  # means recomputed from the rows
+    # means recomputed from the rows; the spread is that of each run's mean over the classes
+    assert "| mean | 0.865 ± 0.021 (0.996) |" in table
+    assert run_means(rows, "mnist", "adgan", [0, 1]) == pytest.approx([0.85, 0.88])
+    # a run that misses a class gives no mean of its own, and a lone full run no spread
+    part = rows[:3]
+    assert run_means(part, "mnist", "adgan", [0, 1]) == pytest.approx([0.85])
+    assert "| mean | 0.855 (0.996) |" in markdown_table(part, "mnist", ["adgan"])
+
+
+def test_runs_note_counts_each_methods_runs():
+    rows = [
+        {"dataset": "mnist", "normal_class": 0, "method": m, "run": r, "auc": 0.5}
+        for m, r in [("adgan", 0), ("adgan", 1), ("kde", 0), ("gmm", 0)]
+    ]
+    note = runs_note(rows, "mnist", ["adgan", "kde", "gmm"])
+    assert note == "adgan: 2 runs (± the standard deviation over runs); the others: 1 run"
+    assert runs_note(rows[2:], "mnist", ["kde", "gmm"]) == "every method: 1 run"
 
 
 def test_table_names_the_papers_columns_not_run():

@@ -33,7 +33,7 @@ import numpy as np
 
 from adgan import distributed
 from adgan.benchmark.figures import plot_gallery, plot_roc, plot_trajectories
-from adgan.benchmark.tables import markdown_table, not_run_note
+from adgan.benchmark.tables import markdown_table, not_run_note, runs_note
 from adgan.errors import ConfigError
 from adgan.evaluate import evaluate_class, load_for
 from adgan.files import (
@@ -331,16 +331,12 @@ def write_reports(out: Path, dataset: str) -> None:
     seen = {r["method"] for r in rows}
     present = [m for m in DETECTORS if m in seen] + sorted(seen - set(DETECTORS))
     table = markdown_table(rows, dataset, present)
-    runs = sorted({r["run"] for r in rows})
     note = not_run_note(dataset, seen)
     text = (
         f"# {dataset}: one-versus-all ROC-AUC\n\nEach cell: ours (the paper's Table 1 or "
-        f"Section 4.3 value). Ours is the mean over {len(runs)} run(s)"
-        + (", ± the standard deviation over runs" if len(runs) > 1 else "")
-        + "; means are recomputed from the rows.\n\n"
-        + table
-        + "\n"
-        + (f"\n{note}\n" if note else "")
+        f"Section 4.3 value). Ours is the mean over runs ({runs_note(rows, dataset, present)}); "
+        "means are recomputed from the rows; a mean row's spread is that of each run's "
+        "mean over the classes.\n\n" + table + "\n" + (f"\n{note}\n" if note else "")
     )
     atomic_write(out / "table.md", lambda fh: fh.write(text.encode()))
     curves: dict[str, list] = {}

@@ -70,10 +70,47 @@ def markdown_table(rows: list[dict], dataset: str, methods: list[str]) -> str:
     for m in methods:
         per_class = [np.mean(by[(c, m)]) for c in classes if (c, m) in by]
         complete = len(per_class) == len(classes)
-        ours = [float(np.mean(per_class))] if per_class and complete else None
+        ours = None
+        if per_class and complete:
+            per_run = run_means(rows, dataset, m, classes)
+            # mean ± sd over runs when several runs cover every class, else the class mean
+            ours = per_run if len(per_run) > 1 else [float(np.mean(per_class))]
         cells.append(_cell(ours, paper_mean(dataset, m, classes)))
     lines.append("| mean | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_means(rows: list[dict], dataset: str, method: str, classes: list[int]) -> list[float]:
+    """``method``'s mean ROC-AUC over ``classes``, one per run that has a row for every one
+    of them (a run missing a class is left out), in run order."""
+    auc: dict[int, dict[int, float]] = {}
+    for r in rows:
+        if r["dataset"] == dataset and r["method"] == method:
+            auc.setdefault(int(r["run"]), {})[int(r["normal_class"])] = float(r["auc"])
+    return [
+        float(np.mean([auc[run][c] for c in classes]))
+        for run in sorted(auc)
+        if all(c in auc[run] for c in classes)
+    ]
+
+
+def runs_note(rows: list[dict], dataset: str, methods: list[str]) -> str:
+    """How many runs each method's cells average, e.g. "adgan, discriminator: 2 runs
+    (± the standard deviation over runs); the others: 1 run"."""
+    count: dict[str, int] = {}
+    for m in methods:
+        count[m] = len({r["run"] for r in rows if r["dataset"] == dataset and r["method"] == m})
+    groups: dict[int, list[str]] = {}
+    for m in methods:
+        groups.setdefault(count[m], []).append(m)
+    parts = []
+    for n in sorted(groups, reverse=True):
+        names = "every method" if len(groups) == 1 else ", ".join(groups[n])
+        if len(groups) > 1 and n == min(groups):
+            names = "the others"
+        runs = f"{n} run" + ("s (± the standard deviation over runs)" if n > 1 else "")
+        parts.append(f"{names}: {runs}")
+    return "; ".join(parts)
 
 
 def not_run_note(dataset: str, present: set[str] | list[str]) -> str:
