@@ -97,12 +97,10 @@ def run_means(rows: list[dict], dataset: str, method: str, classes: list[int]) -
 def runs_note(rows: list[dict], dataset: str, methods: list[str]) -> str:
     """How many runs each method's cells average, e.g. "adgan, discriminator: 2 runs
     (± the standard deviation over runs); the others: 1 run"."""
-    count: dict[str, int] = {}
+    groups: dict[int, list[str]] = {}  # number of runs -> the methods that have it
     for m in methods:
-        count[m] = len({r["run"] for r in rows if r["dataset"] == dataset and r["method"] == m})
-    groups: dict[int, list[str]] = {}
-    for m in methods:
-        groups.setdefault(count[m], []).append(m)
+        n = len({r["run"] for r in rows if r["dataset"] == dataset and r["method"] == m})
+        groups.setdefault(n, []).append(m)
     parts = []
     for n in sorted(groups, reverse=True):
         names = "every method" if len(groups) == 1 else ", ".join(groups[n])
