@@ -94,8 +94,17 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
     bad = tmp_path / "detector.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="detector.pt"):
+    # a file of another format is named as such, not as one that could run code
+    with pytest.raises(CheckpointError, match="detector.pt: .*not in torch.save's format") as err:
         load_detector(bad)
+    assert "run code" not in str(err.value)
+    whole = tmp_path / "whole.pt"
+    torch.save({"format": "adgan-detector", "w": torch.zeros(50)}, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"cut.pt: .*damaged or truncated \(\w") as err:
+        load_detector(cut)
+    assert "\n" not in str(err.value) and str(err.value).endswith(")")
     with pytest.raises(CheckpointError, match="not found"):
         load_detector(tmp_path / "missing.pt")
 

@@ -90,7 +90,13 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or holding code objects
         text = str(exc).strip()
-        if isinstance(exc, pickle.UnpicklingError) or "weights only" in text.lower():
+        unpickling = isinstance(exc, pickle.UnpicklingError) or "weights only" in text.lower()
+        if unpickling and not re.search(r"global|class|reduce|build", text, re.IGNORECASE):
+            # not a pickle at all (a text file, another format): say so, not "code"
+            raise CheckpointError(
+                f"{path}: not a readable adgan {what}: not in torch.save's format, or damaged"
+            ) from exc
+        if unpickling:
             # never pass on torch's advice to load the file with weights_only=False
             found = re.search(r"GLOBAL ([\w.]+)", text)
             what_in = f" ({found.group(1)})" if found else ""
@@ -98,8 +104,10 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
                 f"{path}: refused: the file holds objects other than tensors, numbers and "
                 f"strings{what_in}, which could run code when loaded; not an adgan {what}"
             ) from exc
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable adgan {what} ({first[:200]})") from exc
+        first = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable adgan {what}, damaged or truncated ({first[:200]})"
+        ) from exc
 
 
 def header(fmt: str) -> dict[str, str]:
