@@ -6,6 +6,11 @@ runs' means over the classes (of the runs that cover every class listed).
 
     python benchmarks/bench_summary.py --bench docs/bench/cifar10-cpu
 
+With ``--bootstrap B`` a column gives how much each mean owes to the draw of test items: the
+standard deviation of the mean over B resamples of the test items (with replacement, the same
+resample for every class and run, as every class of a benchmark scores the same items), from
+the per-item scores the benchmark keeps in ``scores/``.
+
 With ``--versus METHOD`` it then prints, per class, METHOD's ROC-AUC beside the best of the
 baselines named by ``--baselines`` (default: KDE, OC-SVM, IF, GMM, DCAE, VAE and AnoGAN),
 and on how many classes METHOD is best or tied (within ``--tie``, default 0: equal to the
@@ -18,8 +23,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
 
-from adgan.benchmark.runner import read_results
+from adgan.benchmark.runner import read_results, scores_path
 from adgan.benchmark.tables import paper_mean, run_means
 from adgan.registry import DETECTORS
 
@@ -45,6 +51,44 @@ def summary(rows: list[dict], dataset: str) -> list[dict]:
             "machines": sorted({r.get("machine", "") for r in mine}),
         })  # fmt: skip
     return out
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC, anomalous (y = 1) positive, ties counted half: sklearn's roc_auc_score."""
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def draw_sd(bench: Path, dataset: str, method: str, rows: list[dict], B: int, seed: int = 0):
+    """Standard deviation of ``method``'s mean ROC-AUC (mean over runs, then over classes)
+    over B resamples of the test items; None where a row's scores file is missing."""
+    keys = sorted({(r["normal_class"], r["run"]) for r in rows
+                   if r["dataset"] == dataset and r["method"] == method})  # fmt: skip
+    files = {}
+    for c, run in keys:
+        path = scores_path(bench, dataset, c, method, run)
+        if not path.is_file():
+            return None
+        with np.load(path) as d:
+            items = zip(d["index"], d["y"], d["score"], strict=True)
+            files[c, run] = {int(i): (float(y), float(s)) for i, y, s in items}
+    common = sorted(set.intersection(*(set(f) for f in files.values())))
+    if not common:
+        return None
+    arrays = {k: np.array([f[i] for i in common]).T for k, f in files.items()}  # (2, n)
+    classes = sorted({c for c, _ in keys})
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(B):
+        s = rng.integers(0, len(common), len(common))
+        per_class = [np.mean([auc(a[0][s], a[1][s]) for (c_, _), a in arrays.items() if c_ == c])
+                     for c in classes]  # fmt: skip
+        means.append(np.mean(per_class))
+    return float(np.nanstd(means, ddof=1))
 
 
 BASELINES = "kde,ocsvm,iforest,gmm,dcae,vae,anogan"
@@ -73,19 +117,33 @@ def main() -> None:
     ap.add_argument("--versus", default=None, help="a method to set against the baselines")
     ap.add_argument("--baselines", default=BASELINES, help="comma-separated methods")
     ap.add_argument("--tie", type=float, default=0.0, help="AUC gap that still counts as tied")
+    ap.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="B",
+        help="resamples of the test items: the sd their draw puts on each mean",
+    )
     args = ap.parse_args()
     rows = read_results(Path(args.bench) / "results.csv")
     datasets = sorted({r["dataset"] for r in rows})
     dataset = args.dataset or (datasets[0] if len(datasets) == 1 else None)
     if dataset is None:
         raise SystemExit(f"--dataset: the folder holds {', '.join(datasets) or 'no rows'}")
-    print("| method | classes | runs | our mean | paper mean, same classes | fit s per class | "
-          "score s per class | machine |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    if args.bootstrap < 0:
+        raise SystemExit("--bootstrap: a number of resamples >= 0 is expected")
+    boot = args.bootstrap > 0
+    extra = (" test-draw sd |", " --- |") if boot else ("", "")
+    print("| method | classes | runs | our mean |" + extra[0] + " paper mean, same classes | "
+          "fit s per class | score s per class | machine |")  # fmt: skip
+    print("| --- | --- | --- | --- |" + extra[1] + " --- | --- | --- | --- |")
     for s in summary(rows, dataset):
         paper = f"{s['paper']:.3f}" if s["paper"] is not None else "–"
         classes = ",".join(str(c) for c in s["classes"])
         ours = f"{s['ours']:.4f}" + (f" ± {s['sd']:.4f}" if s["sd"] is not None else "")
+        if boot:
+            sd = draw_sd(Path(args.bench), dataset, s["method"], rows, args.bootstrap)
+            ours += " | " + ("–" if sd is None else f"{sd:.4f}")
         print(f"| {s['method']} | {classes} | {s['runs']} | {ours} | {paper} | {s['fit_s']:.0f} | "
               f"{s['score_s']:.1f} | {'; '.join(s['machines'])} |")  # fmt: skip
     if args.versus:

@@ -57,6 +57,53 @@ def test_summary_sets_each_method_beside_the_papers_mean_on_its_classes(tmp_path
     assert "| kde | 0 | 1 | 0.6000 | 0.705 | 10 |" in out
 
 
+def test_summary_bootstrap_gives_the_spread_the_test_draw_puts_on_a_mean(tmp_path):
+    """A perfect ranking has no spread over resampled items; a noisy one has some; a method
+    whose scores were not kept says so."""
+    import csv
+
+    from adgan.benchmark.runner import FIELDS
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from bench_summary import auc
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    n = 200
+    y = (rng.random(n) < 0.8).astype(float)  # 1 = anomalous, as the benchmark stores it
+    index = rng.permutation(1000)[:n]
+    (tmp_path / "scores").mkdir()
+    noisy = {}
+    with (tmp_path / "results.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS)
+        w.writeheader()
+        for c in (0, 1):
+            for m, score in (("ocsvm", y + 0.01 * rng.random(n)),
+                             ("kde", y + rng.normal(0, 1, n))):  # fmt: skip
+                order = rng.permutation(n)  # each file lists the same items in its own order
+                np.savez(tmp_path / "scores" / f"mnist-c{c}-{m}-r0.npz", y=y[order],
+                         score=score[order], index=index[order])  # fmt: skip
+                a = roc_auc_score(y, score)
+                assert abs(auc(y, score) - a) < 1e-12
+                noisy[c, m] = a
+                w.writerow({"dataset": "mnist", "normal_class": c, "method": m, "run": 0,
+                            "seed": 0, "auc": a, "fit_seconds": 1, "score_seconds": 1,
+                            "machine": "x"})  # fmt: skip
+        w.writerow({"dataset": "mnist", "normal_class": 0, "method": "gmm", "run": 0,
+                    "seed": 0, "auc": 0.5, "fit_seconds": 1, "score_seconds": 1,
+                    "machine": "x"})  # fmt: skip
+    cmd = [sys.executable, str(BENCHMARKS / "bench_summary.py"), "--bench", str(tmp_path),
+           "--bootstrap", "200"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "| method | classes | runs | our mean | test-draw sd |" in out
+    assert "| ocsvm | 0,1 | 1 | 1.0000 | 0.0000 |" in out
+    kde = next(line for line in out.splitlines() if line.startswith("| kde |"))
+    sd = float(kde.split("|")[5])
+    # about the spread of one AUC over 160 anomalies and 40 normal images
+    assert 0.01 < sd < 0.06, kde
+    assert "| gmm | 0 | 1 | 0.5000 | – |" in out
+
+
 def test_summary_versus_counts_the_classes_a_method_wins(tmp_path):
     import csv
 
