@@ -20,7 +20,13 @@ class DiscriminatorScore(GANDetector):
     """Section 4.3's alternative: score_samples = the trained critic's output (higher = more
     real = normal), on the GAN ADGAN trains (its parameters are ADGAN's: the architecture
     and training, ``contamination``, ``calibration``, ``random_state``, ``device``,
-    ``work_dir`` and ``verbose``)."""
+    ``work_dir`` and ``verbose``).
+
+    A baseline to report, not a detector to rely on: a Wasserstein critic is trained to tell
+    real images from generated ones, not to rank real images, and its score on test images
+    changes with the GAN's training seed (MNIST at the ``cpu`` preset, two GANs per class:
+    by up to 0.165 ROC-AUC on a class, the ten-class mean near 0.31, below chance, in both;
+    docs/results.md)."""
 
     detector_name = "discriminator"
     param_constraints = {**GAN_CONSTRAINTS, **COMMON_CONSTRAINTS}
