@@ -54,7 +54,8 @@ def summary(rows: list[dict], dataset: str) -> list[dict]:
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC-AUC, anomalous (y = 1) positive, ties counted half: sklearn's roc_auc_score."""
+    """ROC-AUC, anomalous (y = 1) positive, ties counted half: sklearn's roc_auc_score by
+    ranks, which the bootstrap calls thousands of times (on 1000 items 0.10 against 2.4 ms)."""
     pos = y == 1
     n1, n0 = int(pos.sum()), int((~pos).sum())
     if n1 == 0 or n0 == 0:
@@ -79,15 +80,15 @@ def draw_sd(bench: Path, dataset: str, method: str, rows: list[dict], B: int, se
     common = sorted(set.intersection(*(set(f) for f in files.values())))
     if not common:
         return None
-    arrays = {k: np.array([f[i] for i in common]).T for k, f in files.items()}  # (2, n)
-    classes = sorted({c for c, _ in keys})
+    by_class: dict[int, list[np.ndarray]] = {}  # class -> its runs' (y, score), (2, n) each
+    for (c, _), f in files.items():
+        by_class.setdefault(c, []).append(np.array([f[i] for i in common]).T)
     rng = np.random.default_rng(seed)
     means = []
     for _ in range(B):
         s = rng.integers(0, len(common), len(common))
-        per_class = [np.mean([auc(a[0][s], a[1][s]) for (c_, _), a in arrays.items() if c_ == c])
-                     for c in classes]  # fmt: skip
-        means.append(np.mean(per_class))
+        means.append(np.mean([np.mean([auc(y[s], score[s]) for y, score in runs])
+                              for runs in by_class.values()]))  # fmt: skip
     return float(np.nanstd(means, ddof=1))
 
 

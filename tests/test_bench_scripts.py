@@ -73,7 +73,6 @@ def test_summary_bootstrap_gives_the_spread_the_test_draw_puts_on_a_mean(tmp_pat
     y = (rng.random(n) < 0.8).astype(float)  # 1 = anomalous, as the benchmark stores it
     index = rng.permutation(1000)[:n]
     (tmp_path / "scores").mkdir()
-    noisy = {}
     with (tmp_path / "results.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS)
         w.writeheader()
@@ -85,7 +84,6 @@ def test_summary_bootstrap_gives_the_spread_the_test_draw_puts_on_a_mean(tmp_pat
                          score=score[order], index=index[order])  # fmt: skip
                 a = roc_auc_score(y, score)
                 assert abs(auc(y, score) - a) < 1e-12
-                noisy[c, m] = a
                 w.writerow({"dataset": "mnist", "normal_class": c, "method": m, "run": 0,
                             "seed": 0, "auc": a, "fit_seconds": 1, "score_seconds": 1,
                             "machine": "x"})  # fmt: skip
