@@ -98,6 +98,12 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
     with pytest.raises(CheckpointError, match="detector.pt: .*not in torch.save's format") as err:
         load_detector(bad)
     assert "run code" not in str(err.value)
+    for data, needle in [(b"hi\n", "not in torch.save's format"), (b"", "an empty file")]:
+        bad.write_bytes(data)  # torch raises KeyError('105') and EOFError('') for these
+        with pytest.raises(
+            CheckpointError, match=f"detector.pt: not a readable adgan detector: {needle}"
+        ):
+            load_detector(bad)
     whole = tmp_path / "whole.pt"
     torch.save({"format": "adgan-detector", "w": torch.zeros(50)}, whole)
     cut = tmp_path / "cut.pt"

@@ -104,6 +104,14 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
                 f"{path}: refused: the file holds objects other than tensors, numbers and "
                 f"strings{what_in}, which could run code when loaded; not an adgan {what}"
             ) from exc
+        try:
+            with open(path, "rb") as fh:
+                magic = fh.read(4)
+        except OSError:  # unreadable: the message below names torch's error
+            magic = b"PK\x03\x04"
+        if magic != b"PK\x03\x04":  # torch.save writes a zip archive; this is something else
+            kind = "an empty file" if not magic else "not in torch.save's format, or damaged"
+            raise CheckpointError(f"{path}: not a readable adgan {what}: {kind}") from exc
         first = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__
         raise CheckpointError(
             f"{path}: not a readable adgan {what}, damaged or truncated ({first[:200]})"
