@@ -81,7 +81,29 @@ def search_scores(
     return SearchScores(res.loss, res.prior_log_density())
 
 
-class LatentSearchDetector(GANDetector):
+class SearchSettings:
+    """The latent search's settings, read from a detector's parameters (those of
+    ``SEARCH_CONSTRAINTS``): shared by the detectors that search, ADGAN's and ADGANPlus."""
+
+    def _n_latents(self) -> int:
+        return self.n_seeds
+
+    def search_config(self) -> SearchConfig:
+        return SearchConfig(
+            n_seeds=self.n_seeds,
+            steps=self.steps,
+            lr_z=self.lr_z,
+            lr_theta=self.lr_theta,
+            adapt_generator=self.adapt_generator,
+            bn_stats=self.bn_stats,
+            kernel=self.kernel,
+            max_pairs=self.max_pairs,
+            memory_mb=self.memory_mb,
+            precision=self.precision,
+        ).validate()
+
+
+class LatentSearchDetector(SearchSettings, GANDetector):
     """A detector scoring an image by the latent search on a trained GAN: ADGAN and
     PriorLikelihood (the parameters are listed in ADGAN's docstring); ``score_samples_from``
     says which score it reads."""
@@ -116,23 +138,6 @@ class LatentSearchDetector(GANDetector):
         verbose: bool = False,
     ):
         store_params(self, locals())
-
-    def _n_latents(self) -> int:
-        return self.n_seeds
-
-    def search_config(self) -> SearchConfig:
-        return SearchConfig(
-            n_seeds=self.n_seeds,
-            steps=self.steps,
-            lr_z=self.lr_z,
-            lr_theta=self.lr_theta,
-            adapt_generator=self.adapt_generator,
-            bn_stats=self.bn_stats,
-            kernel=self.kernel,
-            max_pairs=self.max_pairs,
-            memory_mb=self.memory_mb,
-            precision=self.precision,
-        ).validate()
 
     # -- the search ------------------------------------------------------------------------
     def search(self, X, record: bool = False, keep_z: bool = True) -> SearchResult:

@@ -29,7 +29,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from adgan.base import resolve_device
-from adgan.detectors.adgan import SEARCH_CONSTRAINTS
+from adgan.detectors.adgan import SEARCH_CONSTRAINTS, SearchSettings
 from adgan.detectors.gan_based import (
     COMMON_CONSTRAINTS,
     GAN_CONSTRAINTS,
@@ -41,7 +41,7 @@ from adgan.files import load_state
 from adgan.nets.dcgan import Generator
 from adgan.params import COUNT, Bool, Constraint, Real
 from adgan.progress import progress_bar
-from adgan.search import SearchConfig, latent_search
+from adgan.search import latent_search
 from adgan.selfsup import RotationConfig, RotationNet, train_rotation_net, transformation_losses
 from adgan.torch_utils import flush_denormals
 from adgan.training import EMA_DECAYS
@@ -69,7 +69,7 @@ PLUS_CONSTRAINTS = {
 }
 
 
-class ADGANPlus(GANDetector):
+class ADGANPlus(SearchSettings, GANDetector):
     """ADGAN's search on the generator's moving average, plus a rotation score on the
     critic's features, standardised on held-out normal images and summed.
 
@@ -161,23 +161,6 @@ class ADGANPlus(GANDetector):
         verbose: bool = False,
     ):
         store_params(self, locals())
-
-    def _n_latents(self) -> int:
-        return self.n_seeds
-
-    def search_config(self) -> SearchConfig:
-        return SearchConfig(
-            n_seeds=self.n_seeds,
-            steps=self.steps,
-            lr_z=self.lr_z,
-            lr_theta=self.lr_theta,
-            adapt_generator=self.adapt_generator,
-            bn_stats=self.bn_stats,
-            kernel=self.kernel,
-            max_pairs=self.max_pairs,
-            memory_mb=self.memory_mb,
-            precision=self.precision,
-        ).validate()
 
     def rotation_config(self) -> RotationConfig:
         return RotationConfig(
