@@ -66,23 +66,27 @@ def state_bytes(gen, steps: int, precision: str) -> float:
     the last forward pass. "exact": every parameter's weight, m and v in float32: the first
     step writes them (12 bytes; nothing to read), each later step reads the weights for its
     forward pass (4) and reads and writes all three (24), and the last forward reads the
-    weights (4). "mixed": for the convolutions it stores in bfloat16 (``mixed_layers``),
+    weights (4); on the last step the convolutions the compiled kernel runs
+    (``mixed_layers``) write no moments (16 instead of 24). "mixed": for those convolutions
     the change D, m and v at 2 bytes each: the first step writes 6, later ones read D for
     the forward (2) and read and write the three (12), the last step writes no moments (8
-    instead of 12), the last forward reads D (2); its other parameters as "exact"."""
+    instead of 12), the last forward reads D (2); its other parameters as "exact". Without
+    the compiled kernel (the loop, or ``native=False``: pass "torch") every step writes
+    all three."""
     from adgan.search import mixed, native
     from adgan.search.batched import generator_parameters
 
     params = generator_parameters(gen)
-    small = set()
-    if precision == "mixed":
-        small = mixed.mixed_layers(gen, native.load(torch.float32))
+    compiled = set()  # the compiled kernel's convolutions
+    if precision != "torch":
+        compiled = mixed.mixed_layers(gen, native.load(torch.float32))
+    small = compiled if precision == "mixed" else set()
     total = 0.0
     for j, p in enumerate(params):
         b = 2 if j in small else 4
         moved = 3 * b  # step 1: write the three
         for t in range(2, steps + 1):
-            last = t == steps and j in small
+            last = t == steps and j in compiled
             moved += b + 3 * b + (b if last else 3 * b)  # forward read, read, write
         moved += b if steps else 0  # the last forward reads the weights (step 0: shared)
         total += moved * p.numel()
@@ -190,6 +194,7 @@ def _worker(args, kernel, seeds, n_images, q, workers=None, native=True, precisi
     _sync(args.device)
     dt = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    compiled = native and kernel != "loop" and args.device == "cpu"  # adgan.search.native
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else 0
     q.put(
         (
@@ -199,7 +204,7 @@ def _worker(args, kernel, seeds, n_images, q, workers=None, native=True, precisi
             gpu_peak,
             search_flops(gen, seeds, args.steps),
             sum(p.numel() for p in gen.parameters()),
-            seeds * state_bytes(gen, args.steps, precision if native else "exact"),
+            seeds * state_bytes(gen, args.steps, precision if compiled else "torch"),
         )
     )
 

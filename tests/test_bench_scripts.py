@@ -241,3 +241,34 @@ def test_baseline_holdout_on_a_training_pool(tmp_path):
     bad = subprocess.run([*cmd[:-6], "--methods", "kde", "--out", str(tmp_path)],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "--methods: kde" in bad.stderr
+
+
+def test_search_speed_counts_the_state_each_variant_moves():
+    """search_speed.py's traffic bound: 128 bytes per parameter and pair over 5 steps without
+    the compiled kernel, 8 fewer where it skips the last step's moments (its convolutions),
+    and the bfloat16 state of "mixed" about half of that."""
+    import pytest
+    import torch
+
+    from adgan.nets.dcgan import DCGANConfig, Generator
+    from adgan.search import mixed, native
+    from adgan.search.batched import generator_parameters
+
+    lib = native.load(torch.float32)
+    if lib is None:
+        pytest.skip("no compiled kernel here (no C compiler)")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from search_speed import state_bytes
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    gen = Generator(DCGANConfig(image_size=32, channels=3, latent_dim=16, width=8))
+    params = generator_parameters(gen)
+    n = sum(p.numel() for p in params)
+    conv = sum(params[j].numel() for j in mixed.mixed_layers(gen, lib))
+    assert 0 < conv < n
+    assert state_bytes(gen, 5, "torch") == 128 * n
+    assert state_bytes(gen, 5, "exact") == 128 * n - 8 * conv
+    # bfloat16, per convolution parameter: the first step writes 6 bytes, the next three read
+    # 2 (forward) + 6 and write 6, the last writes D alone (2 + 6 + 2), the last forward 2
+    assert state_bytes(gen, 5, "mixed") == 128 * (n - conv) + (6 + 3 * 14 + 10 + 2) * conv

@@ -59,6 +59,31 @@ def test_kernel_equals_per_pair_products_and_torch_adam(dtype, cin, N, HW, first
 
 @needs_cc
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cin,N,HW", [(6, 64, 1), (9, 48, 16)])
+def test_last_step_leaves_the_moments_and_writes_the_same_weights(dtype, cin, N, HW):
+    lib = native.load(dtype)
+    gen = torch.Generator().manual_seed(cin + N + HW)
+    P = 2
+    W = torch.randn(P, cin, N, dtype=dtype, generator=gen)
+    m = torch.randn(P, cin, N, dtype=dtype, generator=gen) * 0.1
+    v = torch.rand(P, cin, N, dtype=dtype, generator=gen) * 0.1
+    dT = torch.randn(P, HW, N, dtype=dtype, generator=gen)
+    hin = torch.randn(P, cin, HW, dtype=dtype, generator=gen)
+    out = {}
+    for last in (False, True):
+        st = [t.clone() for t in (W, m, v)]
+        d_in = torch.empty(P, cin, HW, dtype=dtype)
+        native.conv_backward_adam(lib, *st, dT, hin, d_in, torch.empty(4 * N, dtype=dtype),
+                                  None, 1e-2, (0.5, 0.999), 1e-8, 4, last=last)  # fmt: skip
+        out[last] = st + [d_in]
+    assert torch.equal(out[True][0], out[False][0])  # the weights, bit for bit
+    assert torch.equal(out[True][3], out[False][3])  # the input gradient
+    assert torch.equal(out[True][1], m) and torch.equal(out[True][2], v)  # not written
+    assert not torch.equal(out[False][1], m)  # (where they are written otherwise)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cin,N,HW", [(5, 48, 1), (33, 48, 7), (40, 16, 25), (6, 64, 64),
                                       (3, 112, 3), (7, 32, 16), (2, 16, 49), (9, -3, 12),
                                       (4, -5, 7), (35, -1, 6)])  # fmt: skip

@@ -141,6 +141,7 @@ class FusedKernel:
         self.shared: list[torch.Tensor] = []
         self.groups = 0
         self.t = 0  # Adam's step
+        self._steps = 0  # the search's steps (run)
         self._lib = False  # the compiled kernel: not looked up yet
         self.native = True  # use it where it runs (SearchConfig.native, set by run)
         self._pool: ThreadPoolExecutor | None = None  # threads for the compiled kernel
@@ -301,7 +302,9 @@ class FusedKernel:
             inp, ahat, y, inv = saved[i]
             if i < len(gen.norms):  # BatchNorm and ReLU after this convolution
                 j -= 2
-                dy = d.mul_(torch.gt(y, 0, out=self._ws(f"mask{i}", y.shape, torch.bool)))
+                # the mask in d's own type: a boolean one is converted on every product
+                # (a copy as large as d; the same values)
+                dy = d.mul_(torch.gt(y, 0, out=self._ws(f"mask{i}", y.shape)))
                 if adapt:
                     prod = torch.mul(dy, ahat, out=self._ws("prod", dy.shape))
                     g_gamma, g_beta = prod.sum((2, 3)), dy.sum((2, 3))
@@ -461,6 +464,7 @@ class FusedKernel:
             native.conv_backward_adam(
                 lib, *[None if x is None else x[lo:hi] for x in args], work=works[t],
                 shared=src, lr=cfg.lr_theta, betas=cfg.betas, eps=cfg.eps, step=self.t,
+                last=self.t == self._steps,
             )  # fmt: skip
 
         self._parallel(b - a, fn, parts)  # the parts the work buffers were made for
@@ -496,6 +500,7 @@ class FusedKernel:
         # "seeds": the chunk holds whole images, each a group of n_seeds consecutive pairs
         self.groups = seed_groups(xs.shape[0], cfg)
         self.native = cfg.native
+        self._steps = cfg.steps
         with torch.no_grad():
             self.z.copy_(zs)
             self.z_m.zero_()

@@ -79,7 +79,6 @@ class MixedKernel(FusedKernel):
         super().__init__(gen, capacity, cache_bytes)
         self._lib = lib
         self.scale = 1.0
-        self.last = False
 
     def _state_dtype(self, j: int, dtype: torch.dtype) -> torch.dtype:
         return torch.bfloat16 if j in self.mixed else dtype
@@ -88,7 +87,6 @@ class MixedKernel(FusedKernel):
         if not cfg.native:
             raise ValueError("native: the mixed kernel runs on the compiled kernel only")
         self.scale = theta_scale(cfg)
-        self._steps = cfg.steps
         return super().run(xs, zs, cfg, record)
 
     def _first_layer_out(self, a: int, b: int, z: torch.Tensor) -> None:

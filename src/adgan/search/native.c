@@ -144,7 +144,7 @@ typedef struct {
     int first;   /* Adam's first step: the moments start at zero and are not read */
     REAL sc;     /* "mixed": the stored change D is (W - shared) / sc */
     REAL step_sc; /* "mixed": step_size / sc */
-    int last;    /* "mixed": the search's last step, whose moments no one reads: not stored */
+    int last;    /* the search's last step, whose moments no one reads: not stored */
 } adam_t;
 
 /* mode, a constant in each specialisation: EXACT, or "mixed" on its first step (nothing
@@ -191,8 +191,10 @@ adam_v(const int mode, const adam_t *a, const REAL *src, REAL *p, REAL *m, REAL 
         return;
     }
 #endif
-    st(m, mi);
-    st(v, vi);
+    if (!a->last) {
+        st(m, mi);
+        st(v, vi);
+    }
     st(p, ld(src) - a->step_size * mi / (vsqrt(vi) * a->inv_bc2s + a->eps));
 }
 
@@ -334,13 +336,15 @@ static adam_t adam_consts(double lr, double b1, double b2, double eps, double st
 /* W, m, v: (P, cin, N), updated in place. shared: NULL, or on Adam's first step the weights
    all pairs start from (cin, N); W is then written from them and the moments from zero.
    dT: (P, HW, N). hin: (P, cin, HW). d_in: (P, cin, HW), or NULL for no input gradient.
-   work: RB * N values. N must be a multiple of V. step: Adam's step count, from 1. */
+   work: RB * N values. N must be a multiple of V. step: Adam's step count, from 1. last: the
+   search's last step (the moments, never read again, are not written). */
 void adgan_conv_backward_adam(int P, int cin, int N, int HW, REAL *W, const REAL *shared,
                               REAL *m, REAL *v, const REAL *dT, const REAL *hin, REAL *d_in,
                               REAL *work, double lr, double b1, double b2, double eps,
-                              double step)
+                              double step, int last)
 {
     adam_t ad = adam_consts(lr, b1, b2, eps, step, shared != NULL);
+    ad.last = last;
     backward_adam(EXACT, &ad, P, cin, N, HW, W, shared, m, v, NULL, NULL, NULL, dT, hin, d_in,
                   work);
 }

@@ -309,7 +309,8 @@ def load(dtype: torch.dtype) -> ctypes.CDLL | None:
                 try:
                     fn = lib.adgan_conv_backward_adam
                     fn.restype = None
-                    fn.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 8 + [ctypes.c_double] * 5
+                    fn.argtypes = ([ctypes.c_int] * 4 + [ctypes.c_void_p] * 8
+                                   + [ctypes.c_double] * 5 + [ctypes.c_int])  # fmt: skip
                     lib.adgan_native_vector.restype = ctypes.c_int
                     lib.adgan_native_real_bytes.restype = ctypes.c_int
                     lib.adgan_forward.restype = None
@@ -384,11 +385,13 @@ def conv_backward_adam(
     betas: tuple[float, float],
     eps: float,
     step: int,
+    last: bool = False,
 ) -> None:
     """For each pair p: ``d_in[p] = W[p] @ dT[p].T`` (before the update; skipped when None),
     ``g = hin[p] @ dT[p]``, then one Adam step on ``W[p], m[p], v[p]`` with g. Shapes: W, m, v
     (P, cin, N); dT (P, HW, N); hin and d_in (P, cin, HW); work (4 * N,). With
     ``shared`` (cin, N), Adam's first step: W[p] starts from it and the moments from zero.
+    ``last``: the search's last step (m and v, never read again, are left as they were).
     All contiguous CPU tensors of the library's dtype."""
     P, cin, N = W.shape
     HW = dT.shape[1]
@@ -403,7 +406,7 @@ def conv_backward_adam(
         return
     lib.adgan_conv_backward_adam(
         P, cin, N, HW, _ptr(W), _ptr(shared), _ptr(m), _ptr(v), _ptr(dT), _ptr(hin),
-        _ptr(d_in), _ptr(work), lr, betas[0], betas[1], eps, float(step),
+        _ptr(d_in), _ptr(work), lr, betas[0], betas[1], eps, float(step), int(last),
     )  # fmt: skip
 
 
