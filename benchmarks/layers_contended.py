@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 
-from adgan.nets.dcgan import DCGANConfig, Generator
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from native_layers import add_generator_args, generator_and_kernel, layers  # noqa: E402
+
 from adgan.search import mixed, native
 from adgan.search.fused import NATIVE_MAX_HW
 
@@ -79,24 +83,14 @@ def timed(lib, precision, per_thread, reps) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--latent", type=int, default=256)
+    add_generator_args(ap)
     ap.add_argument("--pairs", type=int, default=12, help="pairs per thread and call")
     ap.add_argument("--reps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="default: torch's threads")
     args = ap.parse_args()
     many = args.threads or torch.get_num_threads()
     torch.set_num_threads(1)  # the kernel is single-threaded; the threads are ours
-    lib = native.load(torch.float32)
-    if lib is None:
-        raise SystemExit("the compiled kernel could not be built here (no C compiler?)")
-    gen = Generator(
-        DCGANConfig(
-            image_size=args.size, channels=args.channels, latent_dim=args.latent, width=args.width
-        )
-    )
+    lib, gen = generator_and_kernel(args)
     mixed_convs = mixed.mixed_layers(gen, lib)
     print(f"torch {torch.__version__}; generator {args.size}px x{args.channels}, width "
           f"{args.width}, latent {args.latent}; {args.pairs} pairs per thread and call; "
@@ -104,11 +98,7 @@ def main() -> None:
           "together")  # fmt: skip
     print(f"{'layer':>22} {'precision':>9} {'1 thread ms':>11} {'GB/s':>6} "
           f"{f'{many} threads ms':>12} {'GB/s':>6}")  # fmt: skip
-    side, j = 1, 0
-    for i, conv in enumerate(gen.convs):
-        cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
-        N, HW = cout * k * k, side * side
-        name = f"{cin}x{side}x{side} -> {cout}x{2 * side if i else k}x{2 * side if i else k}"
+    for _, name, cin, _, _, N, HW, j in layers(gen):
         if HW <= NATIVE_MAX_HW and N % native.vector_width(lib) == 0:  # the compiled layers
             for precision in ("exact", "mixed") if j in mixed_convs else ("exact",):
                 made = [state(args.pairs, cin, N, HW, precision, t) for t in range(many)]
@@ -117,8 +107,6 @@ def main() -> None:
                 all_ = timed(lib, precision, per_thread, args.reps)
                 print(f"{name:>22} {precision:>9} {one * 1e3:>11.2f} {nbytes / one / 1e9:>6.1f} "
                       f"{all_ * 1e3:>12.2f} {many * nbytes / all_ / 1e9:>6.1f}")  # fmt: skip
-        side = k if i == 0 else 2 * side
-        j += 3 if i < len(gen.norms) else 1
 
 
 if __name__ == "__main__":

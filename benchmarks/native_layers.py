@@ -24,6 +24,7 @@ Their outputs are compared (float32, rtol 1e-3) before timing.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -37,17 +38,17 @@ from adgan.search import mixed, native
 from adgan.search.fused import CACHE_BYTES, DIRECT_MIN_HW, NATIVE_MAX_HW, adam_step
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_generator_args(ap: argparse.ArgumentParser) -> None:
+    """The generator's shape: 32x32 RGB, width 64, latent 256 by default (the paper's)."""
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--channels", type=int, default=3)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--latent", type=int, default=256)
-    ap.add_argument("--pairs", type=int, default=12)
-    ap.add_argument("--reps", type=int, default=10)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+
+
+def generator_and_kernel(args):
+    """The compiled float32 kernel (or exit: none could be built here) and a generator of
+    ``add_generator_args``'s shape."""
     lib = native.load(torch.float32)
     if lib is None:
         raise SystemExit("the compiled kernel could not be built here (no C compiler?)")
@@ -56,6 +57,30 @@ def main() -> None:
             image_size=args.size, channels=args.channels, latent_dim=args.latent, width=args.width
         )
     )
+    return lib, gen
+
+
+def layers(gen):
+    """Per convolution: (i, name, cin, cout, k, N, HW, j), HW its input positions and j the
+    index of its weights in ``generator_parameters`` order (``mixed.mixed_layers``'s)."""
+    side, j = 1, 0
+    for i, conv in enumerate(gen.convs):
+        cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+        name = f"{cin}x{side}x{side} -> {cout}x{2 * side if i else k}x{2 * side if i else k}"
+        yield i, name, cin, cout, k, cout * k * k, side * side, j
+        side = k if i == 0 else 2 * side
+        j += 3 if i < len(gen.norms) else 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_generator_args(ap)
+    ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    lib, gen = generator_and_kernel(args)
     P, step = args.pairs, torch.tensor(3.0)
     g = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, 1 thread; generator {args.size}px x{args.channels}, "
@@ -64,11 +89,8 @@ def main() -> None:
     print(f"{'layer':>22} {'part':>9} {'torch ms':>9} {'compiled ms':>11} {'speed-up':>8} "
           f"{'GFLOP/s':>8} {'GB/s':>6} {'mixed ms':>8}  where the search runs it")  # fmt: skip
     mixed_convs = mixed.mixed_layers(gen, lib)  # indices in generator_parameters order
-    side, j = 1, 0
-    for i, conv in enumerate(gen.convs):
-        cin, cout, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
-        N, HW = cout * k * k, side * side
-        name = f"{cin}x{side}x{side} -> {cout}x{2 * side if i else k}x{2 * side if i else k}"
+    for i, name, cin, cout, k, N, HW, j in layers(gen):
+        side = math.isqrt(HW)
         W = torch.randn(P, cin, N, generator=g) * 0.02
         m = torch.randn(P, cin, N, generator=g).abs() * 1e-3
         v = torch.randn(P, cin, N, generator=g).abs() * 1e-5
@@ -154,8 +176,6 @@ def main() -> None:
             tm = f"{best_seconds(mixed_fwd, args.reps) * 1e3:>8.2f}" if is_mixed else f"{'':>8}"
             print(f"{name:>22} {'forward':>9} {tt * 1e3:>9.2f} {tc * 1e3:>11.2f} "
                   f"{tt / tc:>8.2f} {flop / tc / 1e9:>8.1f} {'':>6} {tm}  compiled")  # fmt: skip
-        side = k if i == 0 else 2 * side
-        j += 3 if i < len(gen.norms) else 1
 
 
 class _Cfg:  # Adam's settings in the search (SearchConfig's defaults)
