@@ -213,19 +213,20 @@ def test_pca_dimension_chosen_on_labelled_training_data(data):
     normal, test, _ = data
     X = np.concatenate([normal, toy(20, True, 5)])
     y = np.r_[np.ones(60), -np.ones(20)]
-    det = ClassicDetector(model="kde", pca_dims=(2, 4, 8, 100), holdout=0.25).fit(X, y)
+    det = ClassicDetector(model="kde", pca_dims=(2, 4, 8, 100), holdout=0.25, calibration=0)
+    det.fit(X, y)
     # candidates clipped to min(n - 1, n_features) of the inliers left after the holdout
     assert set(det.pca_dim_scores_) == {2, 4, 8, 44}
     assert det.pca_dim_ == max(det.pca_dim_scores_, key=det.pca_dim_scores_.get)
     # the final model is fit (and calibrated) on the inliers of X alone
     assert len(det.calibration_scores_) == 60
-    plain = ClassicDetector(model="kde", pca_dim_default=det.pca_dim_).fit(normal)
+    plain = ClassicDetector(model="kde", pca_dim_default=det.pca_dim_, calibration=0).fit(normal)
     np.testing.assert_array_equal(det.score_samples(test), plain.score_samples(test))
 
 
 def test_pca_dimension_without_outlier_labels(data):
     normal = data[0]
-    det = ClassicDetector(model="iforest").fit(normal, np.ones(len(normal)))
+    det = ClassicDetector(model="iforest", calibration=0).fit(normal, np.ones(len(normal)))
     assert det.pca_dim_ == 59 and not hasattr(det, "pca_dim_scores_")  # min(100, n - 1, 64)
     with pytest.warns(UserWarning, match="y is ignored"):
         ClassicDetector(model="iforest").fit(normal, np.arange(len(normal)) % 2)
@@ -337,10 +338,12 @@ def test_feature_input_round_trip(tmp_path):
         back.score_samples(Y[:, :5])
 
 
-# scikit-learn's checks pass arbitrary y (0, 1, 2, ...), which fit ignores with a warning
+# scikit-learn's checks pass arbitrary y (0, 1, 2, ...), which fit ignores with a warning;
+# they expect the threshold from the training items themselves (``contamination`` of them
+# flagged): calibration=0, scikit-learn's way (the default holds 10% out)
 @pytest.mark.filterwarnings("ignore:y. only labels:UserWarning")
 @parametrize_with_checks(
-    [ClassicDetector(model=m, n_folds=3, n_components_grid=(2, 3)) for m in MODELS]
+    [ClassicDetector(model=m, n_folds=3, n_components_grid=(2, 3), calibration=0) for m in MODELS]
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -11,10 +11,11 @@ Every detector follows scikit-learn's outlier estimators:
   the decision is >= 0 and -1 (outlier) elsewhere;
 * ``offset_`` is set from normal training data alone: the ``contamination`` quantile of the
   ``score_samples`` of the calibration images, so that about that fraction of them is flagged
-  (-1). They are held out of the training images (``calibration`` > 0: the default of the
-  GAN-based detectors and the autoencoders, and every method's in the built-in presets) or,
-  with ``calibration=0`` (the default of the classic detectors and ``MeanImage``, as in
-  scikit-learn), the training images themselves; test data never sets it;
+  (-1). They are held out of the training images (``calibration`` > 0: every detector's
+  default, 10%, and every method's in the built-in presets) or, with ``calibration=0`` (as
+  scikit-learn's outlier detectors do), the training images themselves, which a model may
+  score above new normal images (a kernel density its own points most of all); test data
+  never sets it;
 * a sample's score depends only on the fitted model and that sample;
 * ``fit`` checks every parameter against the class's ``param_constraints``
   (``adgan.params``) before any work; a value out of range is a ConfigError naming it;

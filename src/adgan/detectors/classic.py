@@ -142,8 +142,11 @@ class ClassicDetector(BaseDetector):
         is this quantile of their ``score_samples``, so that fraction falls below it (their
         anomaly score above ``-offset_``; ``predict`` gives -1).
     calibration : float or int
-        Fraction or number of the (inlier) training images held out to set the threshold;
-        0 (default) uses the training images, as scikit-learn's outlier detectors do.
+        Fraction or number of the (inlier) training images held out to set the threshold
+        (default 0.1); 0 uses the training images, as scikit-learn's outlier detectors do,
+        which these models score above new normal images (a kernel density on its own
+        points most of all), so that far more than ``contamination`` of normal images would
+        be flagged.
     random_state : int or None
         Seeds the holdout, calibration split, CV folds, Isolation Forest, GMM, kernel
         subsample and random AlexNet weights.
@@ -239,7 +242,7 @@ class ClassicDetector(BaseDetector):
         batch_size: int = 128,
         device: str = "auto",
         contamination: float = 0.05,
-        calibration: float | int = 0.0,
+        calibration: float | int = 0.1,
         random_state: int | None = 0,
     ):
         self.model = model

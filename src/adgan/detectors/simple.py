@@ -21,7 +21,8 @@ class MeanImage(BaseDetector):
         anomaly score above ``-offset_``; ``predict`` gives -1).
     calibration : float or int
         Fraction or number of the training images held out of the mean to set the
-        threshold; 0 (default) calibrates on the training images themselves.
+        threshold (default 0.1, as every detector); 0 calibrates on the training images
+        themselves.
     random_state : int
         Seeds the calibration split.
 
@@ -42,7 +43,7 @@ class MeanImage(BaseDetector):
     }
 
     def __init__(
-        self, *, contamination: float = 0.05, calibration: float | int = 0.0, random_state: int = 0
+        self, *, contamination: float = 0.05, calibration: float | int = 0.1, random_state: int = 0
     ):
         self.contamination = contamination
         self.calibration = calibration
