@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from adgan.cli import main
@@ -208,6 +209,19 @@ def test_library_errors_name_parameters_and_the_command_line_its_flags(tmp_path,
     assert err.startswith(f"adgan evaluate: error: --preset {bad}: unknown parameter 'iteratons'")
     assert main(["evaluate", "--dataset", "digits", "--device", "tpu", "--quiet"]) == 2
     assert "error: --device: expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    # also where no method would reach a device, and before a detector file is read
+    argv = ["evaluate", "--dataset", "digits", "--methods", "mean-image", "--device", "tpu"]
+    assert main([*argv, "--quiet"]) == 2
+    assert "error: --device: expected auto" in capsys.readouterr().err
+    argv = ["score", "--model", str(tmp_path / "none"), "--data", str(tmp_path), "--out",
+            str(tmp_path / "s.csv"), "--device", "tpu", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert "error: --device: expected auto" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["rank", *argv[1:5], "--out", str(tmp_path / "r"), "--device", "cuda"]) == 2
+        assert "error: --device: 'cuda' asked for, but CUDA is not available here" in (
+            capsys.readouterr().err
+        )
 
 
 def test_evaluate_jobs_gives_the_records_of_one_job(tmp_path, preset, capsys):

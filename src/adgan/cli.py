@@ -347,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
             args.device = distributed.join_world(args.device)
             if not distributed.is_first():  # one copy of each message: rank 0's
                 logging.getLogger().setLevel(logging.WARNING)
+        if getattr(args, "device", None) is not None:
+            # before any work, whichever methods run: some never reach a device, and a
+            # detector file must not be blamed for a device this machine lacks
+            from adgan.base import resolve_device
+
+            resolve_device(args.device)
         return commands[args.command](args)
     except (AdganError, OSError) as exc:  # OSError names its file: unwritable --out, full disk
         if distributed.is_first() or not getattr(exc, "shared", False):
