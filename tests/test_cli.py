@@ -245,3 +245,25 @@ def test_evaluate_jobs_gives_the_records_of_one_job(tmp_path, preset, capsys):
     assert printed.count("AUC") == 6  # each result once, then the two means
     assert main(["evaluate", "--dataset", "digits", "--jobs", "0", "--quiet"]) == 2
     assert "--jobs: expected at least 1, got 0" in capsys.readouterr().err
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
+    folder, file = tmp_path / "folder", tmp_path / "file.txt"
+    folder.mkdir()
+    file.write_text("mine\n")
+    ev = ["evaluate", "--dataset", "digits", "--normal-class", "1", "--methods", "mean-image",
+          "--quiet", "--out"]  # fmt: skip
+    cases = [
+        ([*ev, str(folder)], f"--out: {folder} is a folder; expected a file to write"),
+        ([*ev, str(file / "x.json")], f"--out: {file} is a file, so {file / 'x.json'} cannot"),
+        (["benchmark", "--dataset", "digits", "--classes", "1", "--methods", "mean-image",
+          "--quiet", "--out", str(file)], f"--out: {file} is a file; expected a folder"),
+        (["train", "--dataset", "digits", "--normal-class", "1", "--method", "mean-image",
+          "--quiet", "--out", str(file)], f"--out: {file} is a file; expected a folder"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(argv) == 1, argv  # the file system's: exit status 1
+        out, err = capsys.readouterr()
+        assert message in err and "AUC" not in out, (out, err)  # refused before the work
+    assert file.read_text() == "mine\n" and list(folder.iterdir()) == []  # nothing made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]

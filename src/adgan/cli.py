@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from adgan import distributed
-from adgan.cli_scoring import cmd_rank, cmd_score, out_lock, say
+from adgan.cli_scoring import check_out, cmd_rank, cmd_score, out_lock, say
 from adgan.errors import AdganError, ConfigError
 from adgan.version import __version__
 
@@ -461,6 +461,7 @@ def cmd_benchmark(args) -> int:
         raise ConfigError(
             f"--replace: {', '.join(stray)} not among --methods ({', '.join(methods)})"
         )
+    check_out(Path(args.out), folder=True)
     rows = run_benchmark(
         dataset,
         classes,

@@ -4,10 +4,11 @@ what every command shares: its results printed once, the lock of its output."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from adgan import distributed
-from adgan.errors import ConfigError
+from adgan.errors import ConfigError, OutputError
 
 
 def say(args, text: str, result) -> None:
@@ -29,7 +30,29 @@ def out_lock(out: str | None, folder: bool = False):
     if out is None or not distributed.is_first():
         return contextlib.nullcontext()
     p = Path(out)
-    return exclusive(p / ".lock" if folder else p.with_name(f".{p.name}.lock"), str(p))
+    check_out(p, folder)
+    lock = p / ".lock" if folder else p.with_name(f".{p.name}.lock")
+    try:  # a folder that cannot be made or written: said now, naming --out
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o666))
+    except OSError as exc:
+        raise OutputError(f"out: cannot write {p} ({exc.strerror or exc})") from None
+    return exclusive(lock, str(p))
+
+
+def check_out(p: Path, folder: bool) -> None:
+    """``--out`` refused before any work when it cannot be what the command writes: a folder
+    where a file goes, a file where a folder goes, or a path below a file."""
+    if folder and p.exists() and not p.is_dir():
+        raise OutputError(f"out: {p} is a file; expected a folder to write in (new, or one "
+                          "this command wrote before)")  # fmt: skip
+    if not folder and p.is_dir():
+        raise OutputError(f"out: {p} is a folder; expected a file to write")
+    above = p.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise OutputError(f"out: {above} is a file, so {p} cannot be written below it")
 
 
 def model_path(model: str) -> Path:

@@ -19,3 +19,9 @@ class ConfigError(AdganError, ValueError):
 
 class TrainingDiverged(AdganError):
     """A training loss became NaN or exploded."""
+
+
+class OutputError(AdganError, OSError):
+    """An output file or folder cannot be written where it was asked for (a folder where a
+    file goes, a path below a file, no permission): a failure of the file system, not of
+    usage, as any OSError."""
