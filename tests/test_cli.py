@@ -182,7 +182,16 @@ def test_evaluate_on_labelled_folder_trees(tmp_path, capsys):
     assert rc == 0
     (rec,) = json.loads(out.read_text())
     assert rec["n_train"] == 12 and rec["n_test"] == 16 and rec["n_anomalous"] == 8
-    assert rec["auc"] > 0.9
+    assert rec["auc"] > 0.9 and rec["class_name"] == "bars"
+    assert "train class bars mean-image" in capsys.readouterr().out  # by name, not index
+    # every class by name, "all" as for the datasets
+    argv = ["evaluate", "--train-data", str(tmp_path / "train"), "--test-data",
+            str(tmp_path / "test"), "--image-size", "8", "--methods", "mean-image",
+            "--json"]  # fmt: skip
+    for classes in ("all", "blobs,bars"):
+        assert main([*argv, "--normal-class", classes]) == 0
+        got = json.loads(capsys.readouterr().out)["records"]
+        assert sorted(r["class_name"] for r in got) == ["bars", "blobs"], classes
     assert (
         main(
             [

@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--normal-class",
         default="0",
-        help="normal class: N, a list N,M, a range N-M or all (default: 0)",
+        help="normal class: N, a list N,M, a range N-M or all (default: 0); with --train-data "
+        "a sub-folder's name, names separated by commas, or all",
     )
     p.add_argument(
         "--methods",
@@ -391,10 +392,10 @@ def cmd_evaluate(args) -> int:
 
         if args.test_data is None:
             raise ConfigError("--train-data needs --test-data (the labelled test tree)")
-        train, test, normal = load_folder_pair(
+        train, test, classes = load_folder_pair(
             args.train_data, args.test_data, args.channels, args.image_size, args.normal_class
         )
-        dataset, classes = Path(args.train_data).name, [normal]
+        dataset = Path(args.train_data).name
     else:
         if dataset is None:
             raise ConfigError(
@@ -419,10 +420,13 @@ def cmd_evaluate(args) -> int:
             work_dir=args.work_dir,
             verbose=not args.quiet,
         ):
+            if args.train_data is not None:  # a folder tree's classes go by their names
+                rec["class_name"] = train.classes[rec["normal_class"]]
             records.append(rec)
             if not args.json:
                 print(
-                    f"{dataset} class {rec['normal_class']} {rec['method']:<14} "
+                    f"{dataset} class {rec.get('class_name', rec['normal_class'])} "
+                    f"{rec['method']:<14} "
                     f"AUC {rec['auc']:.4f}  (n_train {rec['n_train']}, n_test {rec['n_test']}, "
                     f"fit {rec['fit_seconds']:.1f}s, score {rec['score_seconds']:.1f}s)",
                     flush=True,

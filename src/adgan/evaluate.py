@@ -186,11 +186,26 @@ def labelled_training_set(
     return X, y
 
 
+def folder_classes(text: str, classes: list[str], where: str) -> list[str]:
+    """The normal classes of a labelled folder tree, by sub-folder name: ``all``, one name,
+    or names separated by commas; each must be a sub-folder of ``where`` (``classes``)."""
+    if text.strip() == "all":
+        return list(classes)
+    parts = [text] if text in classes else [t.strip() for t in text.split(",") if t.strip()]
+    for t in parts or [text]:
+        if t not in classes:
+            raise ConfigError(
+                f"normal_class: no sub-folder {t!r} in {where}; found {', '.join(classes)}"
+            )
+    return list(dict.fromkeys(parts))
+
+
 def load_folder_pair(
     train_dir: str, test_dir: str, channels: int | None, size: int | None, normal: str
-) -> tuple[ImageSet, ImageSet, int]:
-    """Two labelled folder trees (class = sub-folder) on one class list, and the index of the
-    normal class (by sub-folder name). Unreadable images are skipped (and logged)."""
+) -> tuple[ImageSet, ImageSet, list[int]]:
+    """Two labelled folder trees (class = sub-folder) on one class list, and the indices in it
+    of the normal classes (``folder_classes``: by sub-folder name, or all). Unreadable images
+    are skipped (and logged)."""
     from adgan.data import load_folder
 
     train = load_folder(train_dir, channels=channels, size=size, labelled=True, on_error="skip")
@@ -199,15 +214,11 @@ def load_folder_pair(
         test_dir, channels=ch, size=size or train.images.shape[-1], labelled=True, on_error="skip"
     )
     names = sorted(set(train.classes) | set(test.classes))
-    if normal not in train.classes:
-        raise ConfigError(
-            f"normal_class: no sub-folder {normal!r} in {train_dir}; "
-            f"found {', '.join(train.classes)}"
-        )
+    wanted = folder_classes(normal, list(train.classes), train_dir)
     for s in (train, test):
         s.labels = np.array([names.index(s.classes[k]) for k in s.labels], dtype=np.int64)
         s.classes = names
-    return train, test, names.index(normal)
+    return train, test, [names.index(c) for c in wanted]
 
 
 def load_for(dataset: str, data_root: str | None):
