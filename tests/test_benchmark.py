@@ -174,16 +174,17 @@ def test_benchmark_keeps_the_parts_of_a_score(tmp_path):
 def test_replace_sets_a_methods_rows_aside_and_runs_it_again(tmp_path):
     import json
 
-    def bench(pca_dims, replace=()):
+    def bench(pca_dims, replace=(), name="tiny"):
         params = {**TINY.params, "pca_dims": pca_dims}
-        preset = Preset(name="tiny", protocol=TINY.protocol, params=params)
+        preset = Preset(name=name, protocol=TINY.protocol, params=params)
         return run_benchmark("digits", [0, 1], ["iforest", "mean-image"], preset, tmp_path,
                              progress=False, trajectories=False, replace=replace)  # fmt: skip
 
     first = {(r["normal_class"], r["method"]): r["auc"] for r in bench([20])}
     with pytest.raises(ConfigError, match="iforest results made with other parameters"):
         bench([5])
-    rows = bench([5], replace=["iforest"])
+    # the preset copied under another name and edited for one method: its name is no setting
+    rows = bench([5], replace=["iforest"], name="mine")
     assert len(rows) == 4
     again = {(r["normal_class"], r["method"]): r["auc"] for r in rows}
     assert again[(0, "mean-image")] == first[(0, "mean-image")]  # kept, not rerun

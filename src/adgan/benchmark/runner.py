@@ -289,7 +289,9 @@ def _check_settings(
     """A rerun resumes only with the settings of the rows already written: the same dataset,
     seed and protocol, and for each method run before, the same parameters. A method not
     run before adds its parameters, so one folder can grow by methods over invocations
-    (recorded unless ``write`` is False)."""
+    (recorded unless ``write`` is False). The preset's name is not compared, what it sets
+    is: a preset file copied under another name and edited for one method continues the
+    folder (``--replace`` that method); each row records the preset it was made with."""
 
     path = out / "settings.json"
     settings = as_json(settings)
@@ -300,7 +302,7 @@ def _check_settings(
         old_methods = old.pop("methods", {})
         replaced = old.pop("replaced", None)  # kept as it is; _set_aside reads it
         # a record holding only a replacement (made before any settings) has nothing to compare
-        changed = differences(old, settings) if old else []
+        changed = differences(old, settings, ignore=("preset",)) if old else []
         if changed:
             raise ConfigError(
                 f"{out} holds results made with other settings ({', '.join(changed)} differ "
