@@ -55,6 +55,10 @@ def test_score_a_dataset_split_with_fpr_and_json(model, tmp_path, capsys):
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert not (tmp_path / "s.csv.work").exists()
+    # a folder and a dataset at once: one of them would be ignored
+    argv = ["--dataset", "digits", "--data", str(tmp_path), "--out", str(tmp_path / "t.csv")]
+    assert _score(model, *argv) == 2
+    assert "--data and --dataset: give one of them, not both" in capsys.readouterr().err
 
 
 def test_score_resumes_an_interrupted_run(model, tmp_path, monkeypatch):

@@ -67,6 +67,8 @@ def _check_score_args(args) -> None:
     if args.chunk < 1:
         raise ConfigError(f"--chunk: expected at least 1, got {args.chunk}")
     check_fpr(args.fpr)
+    if getattr(args, "dataset", None) is not None and args.data is not None:
+        raise ConfigError("--data and --dataset: give one of them, not both")
 
 
 def _scored(args, res, text: str) -> None:
