@@ -126,3 +126,18 @@ def test_evaluate_prints_each_result_once(model, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert [r["normal_class"] for r in doc["records"]] == [0, 1]
     assert set(doc["mean_auc"]) == {"mean-image"}
+
+
+def test_nothing_is_left_behind_where_there_is_nothing_to_read(model, tmp_path, capsys):
+    empty, where = tmp_path / "empty", tmp_path / "outs"
+    empty.mkdir()
+    where.mkdir()
+    cases = [
+        (["rank", "--data", str(empty), "--out", str(where / "r")], "no image files"),
+        (["rank", "--data", str(tmp_path / "no"), "--out", str(where / "r")], "expected a folder"),
+        (["score", "--data", str(empty), "--out", str(where / "s.csv")], "no image files"),
+    ]
+    for argv, message in cases:
+        assert main([argv[0], "--model", str(model / "run"), *argv[1:], "--quiet"]) == 1
+        assert message in capsys.readouterr().err
+    assert list(where.iterdir()) == []  # no folder, lock or work folder made

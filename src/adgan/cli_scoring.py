@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from adgan import distributed
-from adgan.errors import ConfigError, OutputError
+from adgan.errors import ConfigError, DataError, OutputError
 
 
 def say(args, text: str, result) -> None:
@@ -81,15 +81,16 @@ def _scored(args, res, text: str) -> None:
 
 
 def cmd_rank(args) -> int:
-    from adgan.rank import rank_collection
+    from adgan.rank import collection_for, rank_collection
     from adgan.registry import load_detector
 
     _check_score_args(args)
     # one progress bar, rank's own, rather than one per chunk
     det = load_detector(model_path(args.model), device=args.device, verbose=False)
+    coll = collection_for(det, args.data)  # before --out is made: nothing left behind
     with out_lock(args.out, folder=True):
         res = rank_collection(
-            det, args.data, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
+            det, coll, args.out, chunk=args.chunk, fpr=args.fpr, progress=not args.quiet
         )
     _scored(
         args,
@@ -112,6 +113,8 @@ def cmd_score(args) -> int:
         # images of the model's shape as they are: another shape is listed, never converted
         c, h, _ = det.image_shape_
         coll = Collection(args.data, channels=c, size=h, exact=True)
+        if coll.kind == "folder" and len(coll) == 0:  # before --out is touched
+            raise DataError(f"{coll.path}: no image files (PNG, JPEG, ...) to score")
     else:
         if args.dataset is None:
             raise ConfigError("score: give --data FOLDER or --dataset")

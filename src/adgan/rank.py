@@ -230,20 +230,31 @@ def _clear_parts(work: Path) -> None:
         f.unlink()
 
 
+def collection_for(det, data: str | Path) -> Collection:
+    """The folder or lmdb database ``data`` as ``rank_collection`` reads it for ``det``
+    (resized to its images' shape); a DataError at once where there is none, or no image
+    file in the folder."""
+    c, size = det.image_shape_[0], det.image_shape_[1]
+    coll = Collection(data, channels=c, size=size)
+    if coll.kind == "folder" and len(coll) == 0:
+        raise DataError(f"{coll.path}: no image files (PNG, JPEG, ...) to rank")
+    return coll
+
+
 def rank_collection(
     det,
-    data: str | Path,
+    data: str | Path | Collection,
     out: str | Path,
     chunk: int = 256,
     fpr: float | None = None,
     n_gallery: int = 32,
     progress: bool = True,
 ) -> RankResult:
-    """Score every image of ``data`` (a folder or an lmdb database) with fitted ``det``:
-    ``out/scores.csv`` sorted most anomalous first, ``skipped.csv`` and the galleries."""
+    """Score every image of ``data`` (a folder or an lmdb database, or its ``collection_for``
+    ``det``) with fitted ``det``: ``out/scores.csv`` sorted most anomalous first,
+    ``skipped.csv`` and the galleries."""
     out = Path(out)
-    c, size = det.image_shape_[0], det.image_shape_[1]
-    coll = Collection(data, channels=c, size=size)
+    coll = data if isinstance(data, Collection) else collection_for(det, data)
     threshold = stream_scores(det, coll, out, chunk, fpr, progress, str(out))
 
     def merge() -> RankResult:
