@@ -275,4 +275,11 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, caps
         out, err = capsys.readouterr()
         assert message in err and "AUC" not in out, (out, err)  # refused before the work
     assert file.read_text() == "mine\n" and list(folder.iterdir()) == []  # nothing made
+    # paths given for later, wrong even where the methods asked for would not read them
+    for flag, value, message in [
+        ("--alexnet-weights", str(tmp_path / "no.pth"), "is not a file"),
+        ("--work-dir", str(file), "is a file; expected a folder"),
+    ]:
+        assert main([*ev[:-1], flag, value]) == 2
+        assert f"{flag}: {value} {message}" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]

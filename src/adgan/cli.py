@@ -380,9 +380,22 @@ def _preset_and_dataset(args):
     return preset.for_dataset(dataset), dataset
 
 
+def _check_paths(args) -> None:
+    """Paths given for later (a weights file, a work folder) checked at once, whether or not
+    the methods asked for read them: a mistyped one is said before any work."""
+    w = getattr(args, "alexnet_weights", None)
+    if w and w != "random" and not Path(w).is_file():
+        raise ConfigError(f"--alexnet-weights: {w} is not a file (torchvision's AlexNet "
+                          "state dict, .pth)")  # fmt: skip
+    d = getattr(args, "work_dir", None)
+    if d and Path(d).exists() and not Path(d).is_dir():
+        raise ConfigError(f"--work-dir: {d} is a file; expected a folder")
+
+
 def cmd_evaluate(args) -> int:
     from adgan.evaluate import evaluate_classes, load_for, parse_classes, parse_methods
 
+    _check_paths(args)
     preset, dataset = _preset_and_dataset(args)
     methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
     if args.alexnet_weights:
@@ -449,6 +462,7 @@ def cmd_benchmark(args) -> int:
     from adgan.benchmark.runner import run_benchmark
     from adgan.evaluate import parse_classes, parse_methods
 
+    _check_paths(args)
     preset, dataset = _preset_and_dataset(args)
     if dataset is None:
         raise ConfigError(
