@@ -85,10 +85,13 @@ def state_bytes(gen, steps: int, precision: str) -> float:
     total = 0.0
     for j, p in enumerate(params):
         b = 2 if j in small else 4
-        moved = 3 * b  # step 1: write the three
-        for t in range(2, steps + 1):
-            last = t == steps and j in compiled
-            moved += b + 3 * b + (b if last else 3 * b)  # forward read, read, write
+        moved = 0
+        for t in range(1, steps + 1):
+            last = t == steps and j in compiled  # writes the weights alone
+            write = b if last else 3 * b
+            # step 1 reads nothing (shared weights, zero moments); later ones read the
+            # weights for the forward pass, then the three
+            moved += write if t == 1 else b + 3 * b + write
         moved += b if steps else 0  # the last forward reads the weights (step 0: shared)
         total += moved * p.numel()
     return total
@@ -195,7 +198,7 @@ def _worker(args, kernel, seeds, n_images, q, workers=None, native=True, precisi
     _sync(args.device)
     dt = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    compiled = native and kernel != "loop" and args.device == "cpu"  # adgan.search.native
+    compiled = native and kernel in ("fused", "auto") and args.device == "cpu"  # the C kernel
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else 0
     q.put(
         (

@@ -272,3 +272,6 @@ def test_search_speed_counts_the_state_each_variant_moves():
     # bfloat16, per convolution parameter: the first step writes 6 bytes, the next three read
     # 2 (forward) + 6 and write 6, the last writes D alone (2 + 6 + 2), the last forward 2
     assert state_bytes(gen, 5, "mixed") == 128 * (n - conv) + (6 + 3 * 14 + 10 + 2) * conv
+    # one step, the first and the last: its compiled convolutions write the weights alone
+    assert state_bytes(gen, 1, "exact") == 16 * n - 8 * conv
+    assert state_bytes(gen, 0, "exact") == 0

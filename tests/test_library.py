@@ -109,7 +109,7 @@ def test_the_documented_calibration_defaults():
         assert detector_params(name)["calibration"] == 0.1, name
 
 
-@pytest.mark.parametrize("name", ["kde", "gmm", "ocsvm", "iforest", "mean-image"])
+@pytest.mark.parametrize("name", ["kde", "gmm", "ocsvm", "iforest"])
 def test_the_default_threshold_flags_about_contamination_of_new_normal_images(name):
     # scikit-learn's digits: fitted on digit 1's training images, the share of digit 1's
     # test images flagged stays near contamination (0.05); calibrated on the training

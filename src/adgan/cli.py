@@ -339,6 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         "rank": cmd_rank,
     }
     try:
+        if getattr(args, "device", None) is not None:
+            # before any work, whichever methods run (some never reach a device), before a
+            # detector file can be blamed for a device this machine lacks, and before
+            # torchrun's processes meet
+            from adgan.base import resolve_device
+
+            resolve_device(args.device)
         if distributed.launched_size() > 1:  # started by torchrun
             if args.command not in DISTRIBUTED:
                 raise ConfigError(
@@ -348,12 +355,6 @@ def main(argv: list[str] | None = None) -> int:
             args.device = distributed.join_world(args.device)
             if not distributed.is_first():  # one copy of each message: rank 0's
                 logging.getLogger().setLevel(logging.WARNING)
-        if getattr(args, "device", None) is not None:
-            # before any work, whichever methods run: some never reach a device, and a
-            # detector file must not be blamed for a device this machine lacks
-            from adgan.base import resolve_device
-
-            resolve_device(args.device)
         return commands[args.command](args)
     except (AdganError, OSError) as exc:  # OSError names its file: unwritable --out, full disk
         if distributed.is_first() or not getattr(exc, "shared", False):
@@ -383,19 +384,23 @@ def _preset_and_dataset(args):
 def _check_paths(args) -> None:
     """Paths given for later (a weights file, a work folder) checked at once, whether or not
     the methods asked for read them: a mistyped one is said before any work."""
+    from adgan.errors import CheckpointError, OutputError
+
     w = getattr(args, "alexnet_weights", None)
     if w and w != "random" and not Path(w).is_file():
-        raise ConfigError(f"--alexnet-weights: {w} is not a file (torchvision's AlexNet "
-                          "state dict, .pth)")  # fmt: skip
+        raise CheckpointError(f"--alexnet-weights: {w} is not a file (torchvision's AlexNet "
+                              "state dict, .pth)")  # fmt: skip
     d = getattr(args, "work_dir", None)
     if d and Path(d).exists() and not Path(d).is_dir():
-        raise ConfigError(f"--work-dir: {d} is a file; expected a folder")
+        raise OutputError(f"--work-dir: {d} is a file; expected a folder")
 
 
 def cmd_evaluate(args) -> int:
     from adgan.evaluate import evaluate_classes, load_for, parse_classes, parse_methods
 
     _check_paths(args)
+    if args.out:
+        check_out(Path(args.out), folder=False)  # before the data is read
     preset, dataset = _preset_and_dataset(args)
     methods = parse_methods(args.methods, alexnet=args.alexnet_weights is not None)
     if args.alexnet_weights:
@@ -531,6 +536,7 @@ def cmd_train(args) -> int:
     )
     det = make_detector(args.method, **params)
     check_params(det)  # settings refused before any image is read or folder made
+    check_out(out, folder=True)
     if args.data is not None:
         images = _training_images(args)
     else:

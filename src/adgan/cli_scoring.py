@@ -27,10 +27,12 @@ def out_lock(out: str | None, folder: bool = False):
 
     from adgan.files import exclusive
 
-    if out is None or not distributed.is_first():
+    if out is None:
         return contextlib.nullcontext()
     p = Path(out)
-    check_out(p, folder)
+    check_out(p, folder)  # on every process: none goes on alone
+    if not distributed.is_first():
+        return contextlib.nullcontext()
     lock = p / ".lock" if folder else p.with_name(f".{p.name}.lock")
     try:  # a folder that cannot be made or written: said now, naming --out
         lock.parent.mkdir(parents=True, exist_ok=True)

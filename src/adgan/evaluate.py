@@ -187,11 +187,14 @@ def labelled_training_set(
 
 
 def folder_classes(text: str, classes: list[str], where: str) -> list[str]:
-    """The normal classes of a labelled folder tree, by sub-folder name: ``all``, one name,
-    or names separated by commas; each must be a sub-folder of ``where`` (``classes``)."""
+    """The normal classes of a labelled folder tree, by sub-folder name: one name, names
+    separated by commas (a name holding a comma only alone), or ``all``; each must be a
+    sub-folder of ``where`` (``classes``). A sub-folder named "all" is that class."""
+    if text in classes:
+        return [text]
     if text.strip() == "all":
         return list(classes)
-    parts = [text] if text in classes else [t.strip() for t in text.split(",") if t.strip()]
+    parts = [t.strip() for t in text.split(",") if t.strip()]
     for t in parts or [text]:
         if t not in classes:
             raise ConfigError(

@@ -3,10 +3,10 @@
 Every (image, seed) pair owns a copy of the generator's weights and two Adam moments, and
 on CPU the search spends much of its time moving them between memory and the cores: the
 exact kernel reads and writes 12 bytes per parameter and pair (weights, m and v in float32)
-at every step, and reads the weights once more for the forward pass. Here a pair's copy of
-a convolution's weights is the shared float32 weights plus the pair's own change, and the
-change and both moments are stored in bfloat16 (6 bytes per parameter and pair instead of
-12):
+at every step (the last writes the weights alone), and reads the weights once more for the
+forward pass. Here a pair's copy of a convolution's weights is the shared float32 weights
+plus the pair's own change, and the change and both moments are stored in bfloat16 (6
+bytes per parameter and pair instead of 12):
 
 * the change D is kept divided by ``lr_theta`` (a few units after a few steps, where
   bfloat16's 8-bit mantissa loses about 0.2% of it, against 5e-5 of the weights
