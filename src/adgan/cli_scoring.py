@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from adgan import distributed
-from adgan.errors import ConfigError, DataError, OutputError
+from adgan.errors import ConfigError, OutputError
 
 
 def say(args, text: str, result) -> None:
@@ -104,19 +104,16 @@ def cmd_rank(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from adgan.data.collection import ArrayCollection, Collection
+    from adgan.data.collection import ArrayCollection
     from adgan.evaluate import load_for
-    from adgan.rank import score_collection
+    from adgan.rank import collection_for, score_collection
     from adgan.registry import load_detector
 
     _check_score_args(args)
     det = load_detector(model_path(args.model), device=args.device, verbose=False)
     if args.data is not None:
         # images of the model's shape as they are: another shape is listed, never converted
-        c, h, _ = det.image_shape_
-        coll = Collection(args.data, channels=c, size=h, exact=True)
-        if coll.kind == "folder" and len(coll) == 0:  # before --out is touched
-            raise DataError(f"{coll.path}: no image files (PNG, JPEG, ...) to score")
+        coll = collection_for(det, args.data, exact=True)
     else:
         if args.dataset is None:
             raise ConfigError("score: give --data FOLDER or --dataset")

@@ -230,14 +230,15 @@ def _clear_parts(work: Path) -> None:
         f.unlink()
 
 
-def collection_for(det, data: str | Path) -> Collection:
+def collection_for(det, data: str | Path, exact: bool = False) -> Collection:
     """The folder or lmdb database ``data`` as ``rank_collection`` reads it for ``det``
-    (resized to its images' shape); a DataError at once where there is none, or no image
-    file in the folder."""
+    (resized to its images' shape; with ``exact``, as ``score`` reads it: images of another
+    shape listed, not converted); a DataError at once where there is none, or no image file
+    in the folder, before anything is written."""
     c, size = det.image_shape_[0], det.image_shape_[1]
-    coll = Collection(data, channels=c, size=size)
+    coll = Collection(data, channels=c, size=size, exact=exact)
     if coll.kind == "folder" and len(coll) == 0:
-        raise DataError(f"{coll.path}: no image files (PNG, JPEG, ...) to rank")
+        raise DataError(f"{coll.path}: no image files (PNG, JPEG, ...) in it")
     return coll
 
 
